@@ -1,0 +1,69 @@
+import { parseArgs } from "node:util";
+import { z } from "zod";
+import { ConfigError, loadConfig, postgresUrl } from "@corral/plumbing/config.ts";
+import { startStack } from "../stack/start-stack.ts";
+
+const upConfig = {
+  /** Where `corral up` keeps its embedded database and logs. */
+  CORRAL_HOME: z.string().default(".corral"),
+  DATABASE_URL: postgresUrl.optional(),
+};
+
+const LABELS: Record<string, string> = {
+  scheduler: "scheduler     ",
+  "control-plane": "control plane ",
+  artifact: "artifact      ",
+};
+
+/** `corral up`: the all-in-one dev stack in the foreground. Returns the exit code. */
+export async function up(args: string[]): Promise<number> {
+  const { values } = parseArgs({ args, options: { help: { type: "boolean", short: "h" } } });
+  if (values.help) {
+    process.stdout.write(
+      "usage: corral up\n\nStarts the all-in-one stack. Environment: CORRAL_HOME (default .corral), DATABASE_URL\n" +
+        "(default: an embedded PostgreSQL), CORRAL_SCHEDULER_LISTEN, CORRAL_CONTROL_PLANE_LISTEN,\nCORRAL_ARTIFACT_LISTEN, CORRAL_LOG_LEVEL.\n",
+    );
+    return 0;
+  }
+  let config;
+  try {
+    config = loadConfig(upConfig);
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      process.stderr.write(`corral up: ${error.message}\n`);
+      return 2;
+    }
+    throw error;
+  }
+
+  const say = (line: string) => process.stdout.write(`${line}\n`);
+  let stack;
+  try {
+    stack = await startStack({
+      home: config.CORRAL_HOME,
+      databaseUrl: config.DATABASE_URL,
+      env: process.env,
+      progress: (line) => say(`… ${line}`),
+    });
+  } catch (error) {
+    process.stderr.write(`corral up: ${(error as Error).message}\n`);
+    return 1;
+  }
+
+  say("");
+  say("Corral is up.");
+  for (const service of stack.services) say(`  ${LABELS[service.name] ?? service.name} ${service.url}`);
+  say(`  postgres       ${stack.embedded ? `embedded, data in ${config.CORRAL_HOME}/pg` : "DATABASE_URL"}`);
+  say(`  logs           ${config.CORRAL_HOME}/logs/`);
+  say("Press Ctrl-C to stop.");
+
+  const outcome = await new Promise<{ signal?: NodeJS.Signals; failed?: string }>((resolve) => {
+    process.once("SIGINT", () => resolve({ signal: "SIGINT" }));
+    process.once("SIGTERM", () => resolve({ signal: "SIGTERM" }));
+    stack.failed.then((service) => resolve({ failed: `${service.name} exited unexpectedly; see ${service.logFile}` }));
+  });
+  say(outcome.failed ? `\n${outcome.failed}; stopping` : "\nstopping…");
+  await stack.stop();
+  say("stopped.");
+  return outcome.failed ? 1 : 0;
+}

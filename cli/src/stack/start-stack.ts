@@ -1,0 +1,157 @@
+import { fork, type ChildProcess } from "node:child_process";
+import { mkdirSync, openSync, closeSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { startEmbeddedPostgres, type EmbeddedPostgresServer } from "@corral/plumbing/db/embedded-postgres.ts";
+import { openDatabase } from "@corral/plumbing/db/open-database.ts";
+import { createLogger } from "@corral/plumbing/logger.ts";
+
+export interface StackOptions {
+  /** Directory for the embedded database, logs and other state. */
+  home: string;
+  /** Use this PostgreSQL instead of starting an embedded one. */
+  databaseUrl?: string;
+  /** Environment given to every service (listen addresses, log level, ...). */
+  env: NodeJS.ProcessEnv;
+  /** Longest a service may take to report ready. */
+  startTimeoutMs?: number;
+  /** Called with progress lines, for people. */
+  progress?: (line: string) => void;
+}
+
+export interface ServiceProcess {
+  name: string;
+  url: string;
+  logFile: string;
+  child: ChildProcess;
+}
+
+export interface Stack {
+  databaseUrl: string;
+  embedded: boolean;
+  services: ServiceProcess[];
+  /** Resolves with the first service that exits while the stack is up. */
+  readonly failed: Promise<ServiceProcess>;
+  /** Stops the services (SIGTERM, then SIGKILL after the grace), then the database. */
+  stop(graceMs?: number): Promise<void>;
+}
+
+/** The services `corral up` starts, by package entry point. */
+const SERVICES = [
+  { name: "scheduler", entry: "@corral/scheduler/main.ts" },
+  { name: "control-plane", entry: "@corral/control-plane/main.ts" },
+  { name: "artifact", entry: "@corral/artifact/main.ts" },
+];
+
+/**
+ * Starts the all-in-one stack: PostgreSQL, the schema, then each service as its own process
+ * (the same processes a cluster runs), each logging to a file under home/logs.
+ */
+export async function startStack(options: StackOptions): Promise<Stack> {
+  const progress = options.progress ?? (() => {});
+  const home = resolve(options.home);
+  const logs = join(home, "logs");
+  mkdirSync(logs, { recursive: true });
+
+  let postgres: EmbeddedPostgresServer | undefined;
+  let databaseUrl = options.databaseUrl;
+  if (!databaseUrl) {
+    progress(`starting embedded PostgreSQL (data in ${join(home, "pg")})`);
+    postgres = await startEmbeddedPostgres({ dataDir: join(home, "pg"), database: "corral" });
+    databaseUrl = postgres.url;
+  }
+
+  const services: ServiceProcess[] = [];
+  const stopServices = async (graceMs: number) => {
+    await Promise.all(services.map((s) => stopChild(s.child, graceMs)));
+  };
+  try {
+    // Migrate once here so the services do not queue on the migration lock at start-up.
+    progress("applying database migrations");
+    const logger = createLogger({ name: "corral-up", level: "warn" });
+    await (await openDatabase({ url: databaseUrl, logger })).close();
+
+    for (const service of SERVICES) {
+      progress(`starting ${service.name}`);
+      services.push(await startService(service.name, service.entry, logs, {
+        ...options.env,
+        DATABASE_URL: databaseUrl,
+      }, options.startTimeoutMs ?? 60_000));
+    }
+  } catch (error) {
+    await stopServices(2000);
+    await postgres?.stop();
+    throw error;
+  }
+
+  let stopping = false;
+  const failed = new Promise<ServiceProcess>((resolveFailed) => {
+    for (const service of services) {
+      service.child.once("exit", () => {
+        if (!stopping) resolveFailed(service);
+      });
+    }
+  });
+  return {
+    databaseUrl,
+    embedded: postgres !== undefined,
+    services,
+    failed,
+    async stop(graceMs = 10_000) {
+      stopping = true;
+      await stopServices(graceMs);
+      await postgres?.stop();
+    },
+  };
+}
+
+async function startService(
+  name: string,
+  entry: string,
+  logs: string,
+  env: NodeJS.ProcessEnv,
+  timeoutMs: number,
+): Promise<ServiceProcess> {
+  const logFile = join(logs, `${name}.log`);
+  const fd = openSync(logFile, "a");
+  // Each service gets its own process group, so a Ctrl-C in the terminal reaches only
+  // `corral up`, which then drains the services in order. The IPC channel stays open: a
+  // service whose supervisor dies sees it close and drains itself.
+  const child = fork(fileURLToPath(import.meta.resolve(entry)), [], {
+    env,
+    detached: true,
+    stdio: ["ignore", fd, fd, "ipc"],
+  });
+  closeSync(fd);
+  try {
+    const url = await new Promise<string>((resolveReady, reject) => {
+      const timer = setTimeout(() => reject(new Error(`${name} did not report ready within ${timeoutMs} ms; see ${logFile}`)), timeoutMs);
+      child.on("message", (message: { type?: string; url?: string }) => {
+        if (message.type === "ready" && message.url) {
+          clearTimeout(timer);
+          resolveReady(message.url);
+        }
+      });
+      child.once("exit", (code, signal) => {
+        clearTimeout(timer);
+        reject(new Error(`${name} exited during start-up (${signal ?? `code ${code}`}); see ${logFile}`));
+      });
+    });
+    return { name, url, logFile, child };
+  } catch (error) {
+    await stopChild(child, 2000);
+    throw error;
+  }
+}
+
+function stopChild(child: ChildProcess, graceMs: number): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolveStopped) => {
+    const timer = setTimeout(() => child.kill("SIGKILL"), graceMs);
+    child.once("exit", () => {
+      clearTimeout(timer);
+      resolveStopped();
+    });
+    child.kill("SIGTERM");
+  });
+}

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Builds the upstream test tools that Corral's suites drive, from Go modules, into
+# .cache/tools (git-ignored). Cached: a second run with the same versions does nothing.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+cache="$root/.cache/tools"
+export GOBIN="$cache/bin" GOMODCACHE="$cache/gomod" GOCACHE="$cache/gocache" GOFLAGS=-mod=mod
+mkdir -p "$GOBIN"
+
+if ! command -v go >/dev/null 2>&1; then
+  echo "build-tools: Go is not installed; the suites that need these tools will be skipped" >&2
+  exit 0
+fi
+
+GRPCURL_VERSION=v1.9.4
+if [ "$(cat "$cache/grpcurl.version" 2>/dev/null)" != "$GRPCURL_VERSION" ] || [ ! -x "$GOBIN/grpcurl" ]; then
+  echo "build-tools: building grpcurl $GRPCURL_VERSION"
+  go install "github.com/fullstorydev/grpcurl/cmd/grpcurl@$GRPCURL_VERSION"
+  echo "$GRPCURL_VERSION" > "$cache/grpcurl.version"
+fi
