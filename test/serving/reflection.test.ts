@@ -7,28 +7,9 @@ import { fromBinary } from "@bufbuild/protobuf";
 import { FileDescriptorProtoSchema } from "@bufbuild/protobuf/wkt";
 import { RunService } from "@corral/contract/corral/scheduler/v1/run_service_pb.ts";
 import type { RunningServer } from "@corral/plumbing/server/create-server.ts";
-import { hostPort, loadProto, lookup } from "../support/grpc-js.ts";
+import { hostPort, loadProto, lookup, reflect } from "../support/grpc-js.ts";
 import { startTestServer } from "../support/test-server.ts";
 import { grpcurlPath } from "../support/tools.ts";
-
-type ReflectionResponse = {
-  list_services_response?: { service: { name: string }[] };
-  file_descriptor_response?: { file_descriptor_proto: Buffer[] };
-  error_response?: { error_code: number; error_message: string };
-};
-
-/** One request on a reflection stream, as grpcurl and other reflection clients do it. */
-function reflect(client: grpc.Client, request: object): Promise<ReflectionResponse> {
-  return new Promise((resolve, reject) => {
-    const call = (client as unknown as { ServerReflectionInfo(): grpc.ClientDuplexStream<object, ReflectionResponse> }).ServerReflectionInfo();
-    call.once("data", (response: ReflectionResponse) => {
-      resolve(response);
-      call.end();
-    });
-    call.once("error", reject);
-    call.write(request);
-  });
-}
 
 describe("server reflection", () => {
   let server: RunningServer;

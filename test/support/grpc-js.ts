@@ -40,3 +40,22 @@ export function unary<Res>(client: grpc.Client, method: string, request: object,
     );
   });
 }
+
+export type ReflectionResponse = {
+  list_services_response?: { service: { name: string }[] };
+  file_descriptor_response?: { file_descriptor_proto: Buffer[] };
+  error_response?: { error_code: number; error_message: string };
+};
+
+/** One request on a reflection stream, as grpcurl and other reflection clients do it. */
+export function reflect(client: grpc.Client, request: object): Promise<ReflectionResponse> {
+  return new Promise((resolve, reject) => {
+    const call = (client as unknown as { ServerReflectionInfo(): grpc.ClientDuplexStream<object, ReflectionResponse> }).ServerReflectionInfo();
+    call.once("data", (response: ReflectionResponse) => {
+      resolve(response);
+      call.end();
+    });
+    call.once("error", reject);
+    call.write(request);
+  });
+}

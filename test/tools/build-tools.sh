@@ -18,3 +18,11 @@ if [ "$(cat "$cache/grpcurl.version" 2>/dev/null)" != "$GRPCURL_VERSION" ] || [ 
   go install "github.com/fullstorydev/grpcurl/cmd/grpcurl@$GRPCURL_VERSION"
   echo "$GRPCURL_VERSION" > "$cache/grpcurl.version"
 fi
+
+# v5.8.3 needs Go 1.27; v5.8.2 is the newest that builds with Go 1.26.
+KUSTOMIZE_VERSION=v5.8.2
+if [ "$(cat "$cache/kustomize.version" 2>/dev/null)" != "$KUSTOMIZE_VERSION" ] || [ ! -x "$GOBIN/kustomize" ]; then
+  echo "build-tools: building kustomize $KUSTOMIZE_VERSION"
+  go install "sigs.k8s.io/kustomize/kustomize/v5@$KUSTOMIZE_VERSION"
+  echo "$KUSTOMIZE_VERSION" > "$cache/kustomize.version"
+fi

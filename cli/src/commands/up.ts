@@ -37,6 +37,11 @@ export async function up(args: string[]): Promise<number> {
   }
 
   const say = (line: string) => process.stdout.write(`${line}\n`);
+  // Listen before anything starts: a Ctrl-C during start-up must still stop what was started.
+  const stopRequested = new Promise<NodeJS.Signals>((resolve) => {
+    process.once("SIGINT", () => resolve("SIGINT"));
+    process.once("SIGTERM", () => resolve("SIGTERM"));
+  });
   let stack;
   try {
     stack = await startStack({
@@ -57,11 +62,10 @@ export async function up(args: string[]): Promise<number> {
   say(`  logs           ${config.CORRAL_HOME}/logs/`);
   say("Press Ctrl-C to stop.");
 
-  const outcome = await new Promise<{ signal?: NodeJS.Signals; failed?: string }>((resolve) => {
-    process.once("SIGINT", () => resolve({ signal: "SIGINT" }));
-    process.once("SIGTERM", () => resolve({ signal: "SIGTERM" }));
-    stack.failed.then((service) => resolve({ failed: `${service.name} exited unexpectedly; see ${service.logFile}` }));
-  });
+  const outcome = await Promise.race([
+    stopRequested.then((signal) => ({ signal, failed: undefined })),
+    stack.failed.then((service) => ({ failed: `${service.name} exited unexpectedly; see ${service.logFile}` })),
+  ]);
   say(outcome.failed ? `\n${outcome.failed}; stopping` : "\nstopping…");
   await stack.stop();
   say("stopped.");

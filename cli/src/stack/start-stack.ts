@@ -67,9 +67,11 @@ export async function startStack(options: StackOptions): Promise<Stack> {
   };
   try {
     // Migrate once here so the services do not queue on the migration lock at start-up.
-    progress("applying database migrations");
     const logger = createLogger({ name: "corral-up", level: "warn" });
-    await (await openDatabase({ url: databaseUrl, logger })).close();
+    const database = await openDatabase({ url: databaseUrl, logger });
+    await database.close();
+    const count = database.applied.length;
+    progress(count === 0 ? "database schema up to date" : `database schema: applied ${count} migration${count === 1 ? "" : "s"}`);
 
     for (const service of SERVICES) {
       progress(`starting ${service.name}`);

@@ -1,0 +1,90 @@
+import assert from "node:assert/strict";
+import { spawn, execFileSync, type ChildProcess } from "node:child_process";
+import { chmodSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import * as grpc from "@grpc/grpc-js";
+import { hostPort, loadProto, lookup, unary } from "../support/grpc-js.ts";
+
+const CLI = fileURLToPath(new URL("../../cli/bin/corral.js", import.meta.url));
+
+/** Processes whose command line mentions the given text (postgres, the services). */
+function processesMentioning(text: string): string[] {
+  const out = execFileSync("ps", ["-eo", "pid,args"], { encoding: "utf8" });
+  return out.split("\n").filter((line) => line.includes(text) && !line.includes("ps -eo"));
+}
+
+function startUp(home: string): { child: ChildProcess; output: () => string; ready: Promise<Record<string, string>> } {
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    CORRAL_HOME: home,
+    CORRAL_SCHEDULER_LISTEN: "127.0.0.1:0",
+    CORRAL_CONTROL_PLANE_LISTEN: "127.0.0.1:0",
+    CORRAL_ARTIFACT_LISTEN: "127.0.0.1:0",
+  };
+  delete env.DATABASE_URL; // the point is the embedded database
+  const child = spawn(process.execPath, [CLI, "up"], { env, stdio: ["ignore", "pipe", "pipe"] });
+  let text = "";
+  child.stdout!.on("data", (chunk) => (text += chunk));
+  child.stderr!.on("data", (chunk) => (text += chunk));
+  const ready = new Promise<Record<string, string>>((resolve, reject) => {
+    child.stdout!.on("data", () => {
+      if (!text.includes("Press Ctrl-C to stop.")) return;
+      const urls: Record<string, string> = {};
+      for (const [, name, url] of text.matchAll(/^ {2}(scheduler|control plane|artifact) +(http:\/\/\S+)$/gm)) urls[name!] = url!;
+      resolve(urls);
+    });
+    child.once("exit", (code) => reject(new Error(`corral up exited with ${code}:\n${text}`)));
+  });
+  return { child, output: () => text, ready };
+}
+
+describe("corral up", function () {
+  this.timeout(120_000);
+  let home: string;
+  before(() => {
+    home = mkdtempSync(join(tmpdir(), "corral-up-"));
+    // mkdtemp makes the dir 0700; as root, PostgreSQL runs as the postgres user, which must enter it.
+    chmodSync(home, 0o755);
+  });
+  after(() => rmSync(home, { recursive: true, force: true }));
+
+  it("starts embedded PostgreSQL and the three services, serves health, and stops cleanly on Ctrl-C", async () => {
+    const up = startUp(home);
+    const urls = await up.ready;
+    assert.deepEqual(Object.keys(urls).sort(), ["artifact", "control plane", "scheduler"]);
+    assert.match(up.output(), /postgres +embedded, data in .*\/pg/);
+    assert.match(up.output(), /database schema: applied \d+ migrations?/);
+
+    const Health = lookup(loadProto("grpc/health/v1/health.proto"), "grpc.health.v1.Health");
+    const expected: Record<string, string> = {
+      scheduler: "corral.scheduler.v1.RunService",
+      "control plane": "corral.runner.v1.RunnerService",
+      artifact: "corral.artifact.v1.ArtifactService",
+    };
+    for (const [name, url] of Object.entries(urls)) {
+      const client = new Health(hostPort(url), grpc.credentials.createInsecure());
+      const response = await unary<{ status: string }>(client, "Check", { service: expected[name]! });
+      client.close();
+      assert.equal(response.status, "SERVING", name);
+    }
+    assert.ok(processesMentioning(join(home, "pg")).length > 0, "postgres should be running from CORRAL_HOME/pg");
+
+    const exited = new Promise<number | null>((resolve) => up.child.once("exit", (code) => resolve(code)));
+    up.child.kill("SIGINT");
+    assert.equal(await exited, 0, up.output());
+    assert.match(up.output(), /stopping…\nstopped\.\n$/);
+    assert.deepEqual(processesMentioning(join(home, "pg")), [], "postgres left running");
+    assert.deepEqual(processesMentioning("services/scheduler/src/main.ts").filter((l) => l.includes(home)), []);
+  });
+
+  it("starts again on the same data directory", async () => {
+    const up = startUp(home);
+    await up.ready;
+    const exited = new Promise<number | null>((resolve) => up.child.once("exit", (code) => resolve(code)));
+    up.child.kill("SIGTERM");
+    assert.equal(await exited, 0, up.output());
+    assert.match(up.output(), /database schema up to date/, "the second start must reuse the migrated database");
+  });
+});
