@@ -12,6 +12,8 @@ export interface ServiceOptions {
   logger: Logger;
   services: DescService[];
   routes: (router: ConnectRouter, database: Database) => void;
+  /** Largest message accepted, in bytes. */
+  readMaxBytes?: number;
 }
 
 export interface RunningService extends StartedService {
@@ -34,6 +36,7 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
       port: options.listen.port,
       logger: options.logger,
       services: options.services,
+      readMaxBytes: options.readMaxBytes,
       routes: (router) => options.routes(router, database),
     });
   } catch (error) {

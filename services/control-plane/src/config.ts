@@ -1,11 +1,28 @@
 import { z } from "zod";
-import { listenAddress, logLevel, postgresUrl } from "@corral/plumbing/config.ts";
+import { duration, listenAddress, logLevel, positiveInt, postgresUrl } from "@corral/plumbing/config.ts";
 
 /** Environment of the control plane, validated once at start-up. */
 export const controlPlaneConfig = {
   CORRAL_CONTROL_PLANE_LISTEN: listenAddress("127.0.0.1:8701"),
   DATABASE_URL: postgresUrl,
   CORRAL_LOG_LEVEL: logLevel,
+  /** Given to agents in the assignment, so they know where to upload. */
+  CORRAL_ARTIFACT_URL: z.url().default("http://127.0.0.1:8702"),
+  /** How often both sides send heartbeats on an attached stream. */
+  CORRAL_HEARTBEAT_INTERVAL: duration("5s"),
+  /** How long a lease lives without a heartbeat or event; then the attempt counts as lost. */
+  CORRAL_LEASE_DURATION: duration("30s"),
+  /** Largest message either side of a stream may send. */
+  CORRAL_MAX_MESSAGE_BYTES: positiveInt(4 * 1024 * 1024),
+  /** Largest serialized event. */
+  CORRAL_MAX_EVENT_PAYLOAD_BYTES: positiveInt(256 * 1024),
+  /** Sustained events per second and burst, per stream. */
+  CORRAL_MAX_EVENTS_PER_SECOND: positiveInt(2000),
+  CORRAL_MAX_EVENTS_BURST: positiveInt(20_000),
+  /** Git credentials handed to agents whose repository URL starts with the prefix. */
+  CORRAL_GIT_URL_PREFIX: z.string().optional(),
+  CORRAL_GIT_USERNAME: z.string().default("x-access-token"),
+  CORRAL_GIT_TOKEN: z.string().optional(),
 };
 
 export type ControlPlaneConfig = Readonly<z.infer<z.ZodObject<typeof controlPlaneConfig>>>;

@@ -1,16 +1,67 @@
 import { RunnerService } from "@corral/contract/corral/runner/v1/runner_service_pb.ts";
+import { createPgListener } from "@corral/plumbing/db/pg-listener.ts";
 import type { Logger } from "@corral/plumbing/logger.ts";
 import { startService, type RunningService } from "@corral/plumbing/start-service.ts";
+import { createAttemptStore } from "./attach/attempt-store.ts";
+import { createRunnerService } from "./attach/runner-service.ts";
+import { createSessionRegistry, type SessionRegistry } from "./attach/session-registry.ts";
 import type { ControlPlaneConfig } from "./config.ts";
 
-export function startControlPlane(config: ControlPlaneConfig, logger: Logger): Promise<RunningService> {
-  return startService({
+export interface ControlPlane extends RunningService {
+  readonly registry: SessionRegistry;
+}
+
+export async function startControlPlane(config: ControlPlaneConfig, logger: Logger): Promise<ControlPlane> {
+  const registry = createSessionRegistry();
+  const service = await startService({
     name: "control-plane",
     listen: config.CORRAL_CONTROL_PLANE_LISTEN,
     databaseUrl: config.DATABASE_URL,
     logger,
     services: [RunnerService],
-    // Attach arrives with the run slice; until then it answers UNIMPLEMENTED.
-    routes: (router) => router.service(RunnerService, {}),
+    readMaxBytes: config.CORRAL_MAX_MESSAGE_BYTES,
+    routes: (router, database) =>
+      router.service(RunnerService, createRunnerService({ store: createAttemptStore(database.orm), registry, config, logger })),
   });
+
+  // Other replicas (and the scheduler) reach the streams held here through PostgreSQL.
+  const listener = createPgListener({ url: config.DATABASE_URL, logger });
+  try {
+    await listener.on("corral_lease", (payload) => {
+      const [attemptId, epoch] = payload.split(":");
+      if (attemptId && epoch && /^\d+$/.test(epoch)) registry.leaseTaken(attemptId, BigInt(epoch));
+    });
+    await listener.on("corral_cancel", (payload) => {
+      const cancel = parseCancel(payload);
+      if (cancel) registry.cancelRun(cancel.runId, cancel.reason, cancel.graceMs);
+      else logger.warn({ payload }, "ignoring a malformed cancel notification");
+    });
+  } catch (error) {
+    await listener.close();
+    await service.close();
+    throw error;
+  }
+
+  return {
+    ...service,
+    registry,
+    async close(graceMs) {
+      await listener.close();
+      await service.close(graceMs);
+    },
+  };
+}
+
+function parseCancel(payload: string): { runId: string; reason: string; graceMs?: number } | undefined {
+  try {
+    const value = JSON.parse(payload) as { runId?: unknown; reason?: unknown; graceMs?: unknown };
+    if (typeof value.runId !== "string") return undefined;
+    return {
+      runId: value.runId,
+      reason: typeof value.reason === "string" ? value.reason : "cancelled",
+      graceMs: typeof value.graceMs === "number" ? value.graceMs : undefined,
+    };
+  } catch {
+    return undefined;
+  }
 }

@@ -12,9 +12,13 @@ export const Completion = defineEntity({
     idempotencyKey: p.text(),
     status: p.text(),
     result: p.json<RunResult>(),
+    /** Why the attempt failed or was cancelled, as the agent said. */
+    reason: p.text().nullable(),
     artifactState: p.text().nullable(),
     /** A different key after the run had finished: recorded, never applied. */
     conflict: p.boolean().default(false),
+    /** For a conflict: different_key or run_terminal, so a resend gets the same answer. */
+    conflictReason: p.text().nullable(),
     receivedAt: p.datetime().onCreate(() => new Date()).defaultRaw("now()"),
   },
   uniques: [{ properties: ["run", "idempotencyKey"] }],

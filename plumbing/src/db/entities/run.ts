@@ -31,6 +31,8 @@ export const Run = defineEntity({
     currentStep: p.text().nullable(),
     cancelRequestedAt: timestamp(),
     cancelReason: p.text().nullable(),
+    /** Grace asked for by CancelRun; null uses the spec's. */
+    cancelGraceMs: p.integer().nullable(),
     /** Why the run ended up in its final status. */
     reason: p.text().nullable(),
     result: p.json<RunResult>().nullable(),

@@ -1,14 +1,14 @@
 import { Migration } from '@mikro-orm/migrations';
 
-export class Migration20261129083036_initial extends Migration {
+export class Migration20261129085715_initial extends Migration {
 
-  override name = 'Migration20261129083036_initial';
+  override name = 'Migration20261129085715_initial';
 
   override up(): void | Promise<void> {
     this.addSql(`create table "blobs" ("id" uuid not null default gen_random_uuid(), "sha256" text not null, "size" bigint not null, "created_at" timestamptz not null default now(), primary key ("id"));`);
     this.addSql(`alter table "blobs" add constraint "blobs_sha256_unique" unique ("sha256");`);
 
-    this.addSql(`create table "runs" ("id" uuid not null default gen_random_uuid(), "status" text not null, "runtime" text not null, "repository_url" text not null, "base_ref" text not null, "spec" jsonb not null, "request_id" text null, "current_attempt" int not null default 0, "phase" text null, "current_step" text null, "cancel_requested_at" timestamptz null, "cancel_reason" text null, "reason" text null, "result" jsonb null, "artifact_state" text null, "created_at" timestamptz not null default now(), "updated_at" timestamptz not null default now(), "launched_at" timestamptz null, "attached_at" timestamptz null, "finished_at" timestamptz null, primary key ("id"));`);
+    this.addSql(`create table "runs" ("id" uuid not null default gen_random_uuid(), "status" text not null, "runtime" text not null, "repository_url" text not null, "base_ref" text not null, "spec" jsonb not null, "request_id" text null, "current_attempt" int not null default 0, "phase" text null, "current_step" text null, "cancel_requested_at" timestamptz null, "cancel_reason" text null, "cancel_grace_ms" int null, "reason" text null, "result" jsonb null, "artifact_state" text null, "created_at" timestamptz not null default now(), "updated_at" timestamptz not null default now(), "launched_at" timestamptz null, "attached_at" timestamptz null, "finished_at" timestamptz null, primary key ("id"));`);
     this.addSql(`create index "runs_repository_url_index" on "runs" ("repository_url");`);
     this.addSql(`alter table "runs" add constraint "runs_request_id_unique" unique ("request_id");`);
     this.addSql(`create index "runs_status_created_at_index" on "runs" ("status", "created_at");`);
@@ -20,7 +20,7 @@ export class Migration20261129083036_initial extends Migration {
     this.addSql(`create index "credentials_run_id_index" on "credentials" ("run_id");`);
     this.addSql(`alter table "credentials" add constraint "credentials_token_hash_unique" unique ("token_hash");`);
 
-    this.addSql(`create table "completions" ("id" uuid not null default gen_random_uuid(), "run_id" uuid not null, "attempt" int not null, "idempotency_key" text not null, "status" text not null, "result" jsonb not null, "artifact_state" text null, "conflict" boolean not null default false, "received_at" timestamptz not null default now(), primary key ("id"));`);
+    this.addSql(`create table "completions" ("id" uuid not null default gen_random_uuid(), "run_id" uuid not null, "attempt" int not null, "idempotency_key" text not null, "status" text not null, "result" jsonb not null, "reason" text null, "artifact_state" text null, "conflict" boolean not null default false, "conflict_reason" text null, "received_at" timestamptz not null default now(), primary key ("id"));`);
     this.addSql(`alter table "completions" add constraint "completions_run_id_idempotency_key_unique" unique ("run_id", "idempotency_key");`);
 
     this.addSql(`create table "attempts" ("id" uuid not null default gen_random_uuid(), "run_id" uuid not null, "number" int not null, "status" text not null, "lease_epoch" bigint not null default '0', "lease_expires_at" timestamptz null, "runtime_handle" jsonb null, "runtime_fact" text null, "launched_at" timestamptz null, "attached_at" timestamptz null, "first_event_at" timestamptz null, "finished_at" timestamptz null, "created_at" timestamptz not null default now(), primary key ("id"));`);

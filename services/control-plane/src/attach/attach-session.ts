@@ -1,0 +1,329 @@
+import { Code, ConnectError } from "@connectrpc/connect";
+import { fromJson, toBinary, toJson, type MessageInitShape } from "@bufbuild/protobuf";
+import { durationFromMs, timestampDate, timestampFromDate, timestampNow } from "@bufbuild/protobuf/wkt";
+import {
+  AttachResponseSchema,
+  CompletionOutcome,
+  ProtocolErrorCode,
+  type AttachRequest,
+  type Complete,
+  type Hello,
+} from "@corral/contract/corral/runner/v1/runner_service_pb.ts";
+import { Phase, RunEventSchema, type RunEvent } from "@corral/contract/corral/common/v1/run_event_pb.ts";
+import { ArtifactState, CompletionStatus, RunSpecSchema } from "@corral/contract/corral/common/v1/run_spec_pb.ts";
+import { CompletionConflictReason, LeaseSupersededSchema, LimitExceededSchema } from "@corral/contract/corral/common/v1/error_details_pb.ts";
+import { createAsyncQueue } from "@corral/plumbing/async-queue.ts";
+import { credentialMatches, looksLikeCredential } from "@corral/plumbing/credentials.ts";
+import { aborted, detail, failedPrecondition, invalidArgument, resourceExhausted, unauthenticated } from "@corral/plumbing/errors.ts";
+import type { Logger } from "@corral/plumbing/logger.ts";
+import type { ControlPlaneConfig } from "../config.ts";
+import { LeaseLostError, type AttemptRecord, type AttemptStore, type RunProgress, type StoredEvent } from "./attempt-store.ts";
+import { EVENT_TYPES } from "./event-types.ts";
+import { createGroupCommit } from "./group-commit.ts";
+import { negotiateVersion } from "./negotiate-version.ts";
+import type { SessionRegistry } from "./session-registry.ts";
+import { createTokenBucket } from "./token-bucket.ts";
+
+type Outgoing = MessageInitShape<typeof AttachResponseSchema>;
+
+export interface AttachDeps {
+  store: AttemptStore;
+  registry: SessionRegistry;
+  config: ControlPlaneConfig;
+  logger: Logger;
+  /** Longest an agent may take to say hello after opening the stream. */
+  helloTimeoutMs?: number;
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+const COMPLETION_STATUS: Partial<Record<CompletionStatus, string>> = {
+  [CompletionStatus.SUCCEEDED]: "succeeded",
+  [CompletionStatus.FAILED]: "failed",
+  [CompletionStatus.CANCELLED]: "cancelled",
+};
+const ARTIFACT_STATE: Partial<Record<ArtifactState, string>> = {
+  [ArtifactState.COMPLETE]: "complete",
+  [ArtifactState.PARTIAL]: "partial",
+  [ArtifactState.FAILED]: "failed",
+};
+
+/**
+ * One attached stream, as an explicit state machine: awaiting hello → attached → (completed)
+ * → closed. Incoming messages are consumed by `consume`; everything sent goes through one
+ * outgoing queue, which the handler yields from, so acks, cancels, heartbeats and errors can
+ * originate anywhere without racing on the response stream.
+ */
+export function createAttachSession(deps: AttachDeps, signal: AbortSignal) {
+  const { store, registry, config, logger } = deps;
+  const out = createAsyncQueue<Outgoing>();
+  let state: "awaiting_hello" | "attached" | "completed" | "closed" = "awaiting_hello";
+  let record: AttemptRecord | undefined;
+  let epoch = 0n;
+  let log = logger;
+  let accepted = 0n; // highest sequence accepted for writing
+  let stored = 0n; // highest sequence stored (acked)
+  let lastSeen = performance.now();
+  let unregister: (() => void) | undefined;
+  let heartbeatTimer: NodeJS.Timeout | undefined;
+  const bucket = createTokenBucket(config.CORRAL_MAX_EVENTS_PER_SECOND, config.CORRAL_MAX_EVENTS_BURST);
+
+  const fail = (error: unknown) => {
+    if (state === "closed") return;
+    state = "closed";
+    stop();
+    out.close(error instanceof LeaseLostError ? superseded(epoch) : error);
+  };
+  const superseded = (current: bigint) =>
+    aborted("this stream was superseded by a newer attach for the same attempt", detail(LeaseSupersededSchema, { currentEpoch: current }));
+  const stop = () => {
+    clearInterval(heartbeatTimer);
+    unregister?.();
+    unregister = undefined;
+  };
+
+  const batcher = createGroupCommit<StoredEvent & { event: RunEvent }>({
+    write: async (batch) => {
+      await store.storeEvents(record!, epoch, config.CORRAL_LEASE_DURATION, batch, progressOf(batch.map((b) => b.event)));
+      stored = batch.at(-1)!.sequence;
+      out.push({ message: { case: "ack", value: { sequence: stored } } });
+    },
+    onError: (error) => {
+      if (!(error instanceof LeaseLostError)) log.error({ err: error }, "storing events failed");
+      fail(error instanceof LeaseLostError ? error : new ConnectError("could not store events; reconnect and resend", Code.Unavailable));
+    },
+  });
+
+  async function onHello(hello: Hello): Promise<void> {
+    // Every reason to refuse gets the same answer, so nothing is learned about other runs.
+    if (!UUID.test(hello.runId) || hello.attempt < 1 || !looksLikeCredential(hello.credential)) throw unauthenticated();
+    const found = await store.find(hello.runId, hello.attempt);
+    if (!found || !credentialMatches(hello.credential, found.tokenHash) || found.revokedAt || found.expiresAt.getTime() <= Date.now()) {
+      throw unauthenticated();
+    }
+    const version = negotiateVersion(hello.protocolMin, hello.protocolMax);
+    if (["completed", "failed", "cancelled"].includes(found.runStatus)) {
+      throw failedPrecondition(`run is already ${found.runStatus}`);
+    }
+    const lease = await store.takeLease(found, config.CORRAL_LEASE_DURATION);
+    record = found;
+    epoch = lease.epoch;
+    accepted = stored = lease.ackedSequence;
+    log = logger.child({ runId: found.runId, attempt: found.attempt, epoch: epoch.toString() });
+    state = "attached";
+    unregister = registry.register({
+      attemptId: found.attemptId,
+      runId: found.runId,
+      epoch,
+      supersede: (current) => fail(superseded(current)),
+      cancel: (reason, graceMs) => sendCancel(reason, graceMs),
+    });
+
+    const spec = fromJson(RunSpecSchema, found.spec as never, { ignoreUnknownFields: true });
+    const runMs = spec.timeouts?.run ? Number(spec.timeouts.run.seconds) * 1000 : 3_600_000;
+    const gitToken = config.CORRAL_GIT_TOKEN;
+    const prefix = config.CORRAL_GIT_URL_PREFIX;
+    out.push({
+      message: {
+        case: "welcome",
+        value: {
+          protocolVersion: version,
+          ackedSequence: stored,
+          heartbeatInterval: durationFromMs(config.CORRAL_HEARTBEAT_INTERVAL),
+          leaseDuration: durationFromMs(config.CORRAL_LEASE_DURATION),
+          leaseEpoch: epoch,
+          assignment: {
+            runId: found.runId,
+            attempt: found.attempt,
+            spec,
+            gitCredentials:
+              gitToken && prefix && spec.repositoryUrl.startsWith(prefix)
+                ? { username: config.CORRAL_GIT_USERNAME, password: gitToken, urlPrefix: prefix }
+                : undefined,
+            limits: {
+              maxMessageBytes: config.CORRAL_MAX_MESSAGE_BYTES,
+              maxEventPayloadBytes: config.CORRAL_MAX_EVENT_PAYLOAD_BYTES,
+              maxEventsPerSecond: config.CORRAL_MAX_EVENTS_PER_SECOND,
+              maxEventsBurst: config.CORRAL_MAX_EVENTS_BURST,
+            },
+            artifactServiceUrl: config.CORRAL_ARTIFACT_URL,
+            deadline: timestampFromDate(new Date(found.createdAt.getTime() + runMs)),
+          },
+        },
+      },
+    });
+    log.info({ protocol: version, resumeAfter: stored.toString(), agentVersion: hello.agentVersion }, "agent attached");
+    if (found.cancelRequested) sendCancel(found.cancelReason ?? "cancelled", found.cancelGraceMs ?? undefined);
+    heartbeatTimer = setInterval(onTick, config.CORRAL_HEARTBEAT_INTERVAL);
+  }
+
+  function onTick(): void {
+    if (performance.now() - lastSeen > config.CORRAL_LEASE_DURATION) {
+      fail(new ConnectError("no heartbeat within the lease; the attempt is considered lost", Code.DeadlineExceeded));
+      return;
+    }
+    out.push({ message: { case: "heartbeat", value: { time: timestampNow(), leaseEpoch: epoch } } });
+  }
+
+  function sendCancel(reason: string, graceMs: number | undefined): void {
+    if (state !== "attached") return;
+    out.push({
+      message: {
+        case: "cancel",
+        value: { reason, grace: graceMs === undefined ? undefined : durationFromMs(graceMs), requestedAt: timestampNow() },
+      },
+    });
+  }
+
+  function onEvent(event: RunEvent): void {
+    const size = toBinary(RunEventSchema, event).byteLength;
+    if (size > config.CORRAL_MAX_EVENT_PAYLOAD_BYTES) {
+      throw resourceExhausted(
+        `event ${event.sequence} is ${size} bytes; the limit is ${config.CORRAL_MAX_EVENT_PAYLOAD_BYTES}`,
+        detail(LimitExceededSchema, { limit: "event_payload_bytes", maximum: BigInt(config.CORRAL_MAX_EVENT_PAYLOAD_BYTES), actual: BigInt(size) }),
+      );
+    }
+    const allowed = bucket.take();
+    if (!allowed.ok) {
+      throw resourceExhausted(
+        `more than ${config.CORRAL_MAX_EVENTS_PER_SECOND} events per second (burst ${config.CORRAL_MAX_EVENTS_BURST})`,
+        detail(LimitExceededSchema, {
+          limit: "events_per_second",
+          maximum: BigInt(config.CORRAL_MAX_EVENTS_PER_SECOND),
+          retryAfter: durationFromMs(allowed.retryAfterMs),
+        }),
+      );
+    }
+    const sequence = event.sequence;
+    if (sequence <= accepted) {
+      // A replay of something already taken: tell the agent how far it may trim its outbox.
+      if (sequence <= stored) out.push({ message: { case: "ack", value: { sequence: stored } } });
+      return;
+    }
+    if (!event.payload.case || !event.time) {
+      out.push(protocolError(ProtocolErrorCode.MALFORMED_EVENT, `event ${sequence} has no ${event.time ? "payload" : "time"}`, sequence));
+      return;
+    }
+    if (sequence !== accepted + 1n) {
+      out.push(protocolError(ProtocolErrorCode.OUT_OF_ORDER, `expected event ${accepted + 1n}, got ${sequence}; resend from the ack`, sequence));
+      return;
+    }
+    accepted = sequence;
+    batcher.add({
+      sequence,
+      type: EVENT_TYPES[event.payload.case],
+      occurredAt: timestampDate(event.time),
+      payload: toJson(RunEventSchema, event),
+      event,
+    });
+  }
+
+  async function onComplete(complete: Complete): Promise<void> {
+    const status = COMPLETION_STATUS[complete.status];
+    if (!status || complete.idempotencyKey.length === 0 || complete.idempotencyKey.length > 128) {
+      throw invalidArgument([
+        ...(status ? [] : [{ field: "complete.status", description: "must be succeeded, failed or cancelled" }]),
+        ...(complete.idempotencyKey.length === 0 || complete.idempotencyKey.length > 128
+          ? [{ field: "complete.idempotency_key", description: "must be 1 to 128 characters" }]
+          : []),
+      ]);
+    }
+    // Events sent before the completion must be stored before it.
+    await batcher.flush();
+    const verdict = await store.recordCompletion(record!, epoch, config.CORRAL_LEASE_DURATION, {
+      idempotencyKey: complete.idempotencyKey,
+      status,
+      result: complete.result ? { commitSha: complete.result.commitSha, branch: complete.result.branch, changedFiles: complete.result.changedFiles } : {},
+      reason: complete.reason,
+      artifactState: ARTIFACT_STATE[complete.artifactState] ?? null,
+    });
+    if (verdict.outcome === "recorded") state = "completed";
+    else log.warn({ why: verdict.why }, "completion refused");
+    out.push({
+      message: {
+        case: "completionAck",
+        value: {
+          idempotencyKey: complete.idempotencyKey,
+          outcome: verdict.outcome === "recorded" ? CompletionOutcome.RECORDED : CompletionOutcome.CONFLICT,
+        },
+      },
+    });
+    if (verdict.outcome === "conflict") {
+      log.info({ reason: verdict.why === "run_terminal" ? CompletionConflictReason.RUN_TERMINAL : CompletionConflictReason.DIFFERENT_KEY }, "late or conflicting completion recorded");
+    }
+  }
+
+  async function onMessage(request: AttachRequest): Promise<void> {
+    lastSeen = performance.now();
+    const message = request.message;
+    if (state === "awaiting_hello") {
+      if (message.case !== "hello") throw failedPrecondition("the first message of a stream must be hello");
+      return onHello(message.value);
+    }
+    switch (message.case) {
+      case "event":
+        return onEvent(message.value);
+      case "heartbeat":
+        if (message.value.leaseEpoch !== 0n && message.value.leaseEpoch !== epoch) throw superseded(epoch);
+        await store.renewLease(record!.attemptId, epoch, config.CORRAL_LEASE_DURATION);
+        return;
+      case "complete":
+        return onComplete(message.value);
+      case "hello":
+        out.push(protocolError(ProtocolErrorCode.UNEXPECTED_MESSAGE, "hello may only be sent once per stream", 0n));
+        return;
+      default:
+        out.push(protocolError(ProtocolErrorCode.UNEXPECTED_MESSAGE, "empty message", 0n));
+    }
+  }
+
+  signal.addEventListener("abort", () => fail(signal.reason ?? new ConnectError("stream cancelled", Code.Canceled)), { once: true });
+
+  return {
+    /** Responses to send, in order; throws the status the stream must end with. */
+    outgoing: out,
+    /** Reads the agent's messages until the agent closes its side or the stream fails. */
+    async consume(requests: AsyncIterable<AttachRequest>): Promise<void> {
+      const helloTimer = setTimeout(
+        () => state === "awaiting_hello" && fail(new ConnectError("no hello within the deadline", Code.DeadlineExceeded)),
+        deps.helloTimeoutMs ?? 10_000,
+      );
+      try {
+        for await (const request of requests) {
+          if (state === "closed") break;
+          await onMessage(request);
+        }
+        if (state !== "closed" && state !== "awaiting_hello") await batcher.flush();
+        if (state === "awaiting_hello") throw unauthenticated("the stream ended before hello");
+        state = "closed";
+        stop();
+        out.close();
+      } catch (error) {
+        fail(error);
+      } finally {
+        clearTimeout(helloTimer);
+      }
+    },
+  };
+}
+
+function protocolError(code: ProtocolErrorCode, message: string, sequence: bigint): Outgoing {
+  return { message: { case: "error", value: { code, message, sequence } } };
+}
+
+const PHASE_NAMES: Record<number, string> = Object.fromEntries(
+  Object.entries(Phase)
+    .filter(([, v]) => typeof v === "number")
+    .map(([k, v]) => [v as number, k.toLowerCase()]),
+);
+
+/** The run's phase and current step after a batch of events, for GetRun and listings. */
+function progressOf(events: RunEvent[]): RunProgress {
+  const progress: RunProgress = {};
+  for (const event of events) {
+    const payload = event.payload;
+    if (payload.case === "phaseChanged") progress.phase = PHASE_NAMES[payload.value.phase];
+    else if (payload.case === "stepStarted") progress.currentStep = payload.value.name;
+    else if (payload.case === "stepFinished") progress.currentStep = null;
+  }
+  return progress;
+}

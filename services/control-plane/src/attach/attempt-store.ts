@@ -1,0 +1,210 @@
+import type { Orm } from "@corral/plumbing/db/orm.ts";
+import { createSql, type Transaction } from "@corral/plumbing/db/sql.ts";
+
+/** What the control plane needs about an attempt when its agent says hello. */
+export interface AttemptRecord {
+  attemptId: string;
+  runId: string;
+  attempt: number;
+  tokenHash: string;
+  expiresAt: Date;
+  revokedAt: Date | null;
+  runStatus: string;
+  /** The resolved RunSpec, as protobuf JSON. */
+  spec: unknown;
+  cancelRequested: boolean;
+  cancelReason: string | null;
+  cancelGraceMs: number | null;
+  createdAt: Date;
+}
+
+export interface StoredEvent {
+  sequence: bigint;
+  type: string;
+  occurredAt: Date;
+  /** The RunEvent as protobuf JSON. */
+  payload: unknown;
+}
+
+export interface RunProgress {
+  phase?: string;
+  /** undefined: unchanged; null: no step running. */
+  currentStep?: string | null;
+}
+
+export interface CompletionRecord {
+  idempotencyKey: string;
+  status: string;
+  result: unknown;
+  reason: string;
+  artifactState: string | null;
+}
+
+export type CompletionVerdict =
+  | { outcome: "recorded" }
+  | { outcome: "conflict"; why: "different_key" | "run_terminal" };
+
+const TERMINAL = ["completed", "failed", "cancelled"];
+
+/** Thrown when a write is fenced off because a newer stream holds the attempt's lease. */
+export class LeaseLostError extends Error {
+  constructor() {
+    super("lease superseded by a newer stream");
+    this.name = "LeaseLostError";
+  }
+}
+
+/**
+ * The control plane's SQL. Every write made on behalf of a stream is fenced by the stream's
+ * lease epoch in the same transaction, so a superseded stream can never write.
+ */
+export function createAttemptStore(orm: Orm) {
+  const sql = createSql(orm);
+
+  async function renewLease(attemptId: string, epoch: bigint, leaseMs: number, trx?: Transaction, firstEvent = false): Promise<void> {
+    const affected = await sql.run(
+      `update attempts set lease_expires_at = now() + (? * interval '1 millisecond')
+         ${firstEvent ? ", first_event_at = coalesce(first_event_at, now())" : ""}
+       where id = ? and lease_epoch = ?`,
+      [leaseMs, attemptId, epoch.toString()],
+      trx,
+    );
+    if (affected === 0) throw new LeaseLostError();
+  }
+
+  return {
+    async find(runId: string, attempt: number): Promise<AttemptRecord | undefined> {
+      const row = await sql.one<{
+        attempt_id: string; token_hash: string; expires_at: string; revoked_at: string | null; run_status: string; spec: unknown;
+        cancel_requested: boolean; cancel_reason: string | null; cancel_grace_ms: number | null; created_at: string;
+      }>(
+        `select a.id as attempt_id, c.token_hash, c.expires_at, c.revoked_at, r.status as run_status, r.spec,
+                r.cancel_requested_at is not null as cancel_requested, r.cancel_reason, r.cancel_grace_ms, r.created_at
+           from credentials c
+           join attempts a on a.run_id = c.run_id and a.number = c.attempt
+           join runs r on r.id = c.run_id
+          where c.run_id = ? and c.attempt = ?`,
+        [runId, attempt],
+      );
+      if (!row) return undefined;
+      return {
+        attemptId: row.attempt_id,
+        runId,
+        attempt,
+        tokenHash: row.token_hash,
+        expiresAt: new Date(row.expires_at),
+        revokedAt: row.revoked_at ? new Date(row.revoked_at) : null,
+        runStatus: row.run_status,
+        spec: row.spec,
+        cancelRequested: row.cancel_requested,
+        cancelReason: row.cancel_reason,
+        cancelGraceMs: row.cancel_grace_ms,
+        createdAt: new Date(row.created_at),
+      };
+    },
+
+    /** Gives the attempt's lease to a new stream: a higher epoch fences every older stream off. */
+    async takeLease(record: AttemptRecord, leaseMs: number): Promise<{ epoch: bigint; ackedSequence: bigint }> {
+      return sql.transaction(async (trx) => {
+        const leased = await sql.one<{ lease_epoch: string }>(
+          `update attempts set lease_epoch = lease_epoch + 1, lease_expires_at = now() + (? * interval '1 millisecond'),
+                  attached_at = coalesce(attached_at, now()), status = 'running'
+            where id = ? returning lease_epoch`,
+          [leaseMs, record.attemptId],
+          trx,
+        );
+        await sql.run(
+          `update runs set status = 'running', attached_at = coalesce(attached_at, now()), updated_at = now()
+            where id = ? and status = 'launching'`,
+          [record.runId],
+          trx,
+        );
+        const acked = await sql.one<{ acked: string }>(
+          "select coalesce(max(sequence), 0) as acked from events where run_id = ? and attempt = ?",
+          [record.runId, record.attempt],
+          trx,
+        );
+        const epoch = BigInt(leased!.lease_epoch);
+        await sql.run("select pg_notify('corral_lease', ?)", [`${record.attemptId}:${epoch}`], trx);
+        await sql.run("select pg_notify('corral_run_changed', ?)", [record.runId], trx);
+        return { epoch, ackedSequence: BigInt(acked!.acked) };
+      });
+    },
+
+    renewLease: (attemptId: string, epoch: bigint, leaseMs: number) => renewLease(attemptId, epoch, leaseMs),
+
+    /** Stores a contiguous batch of events; replays already stored are dropped by the unique key. */
+    async storeEvents(record: AttemptRecord, epoch: bigint, leaseMs: number, events: StoredEvent[], progress: RunProgress): Promise<void> {
+      await sql.transaction(async (trx) => {
+        await renewLease(record.attemptId, epoch, leaseMs, trx, true);
+        await sql.run(
+          `insert into events (run_id, attempt, sequence, type, occurred_at, payload)
+           select ?, ?, x.sequence, x.type, x.occurred_at, x.payload
+             from jsonb_to_recordset(?::jsonb) as x(sequence bigint, type text, occurred_at timestamptz, payload jsonb)
+           on conflict (run_id, attempt, sequence) do nothing`,
+          [
+            record.runId,
+            record.attempt,
+            JSON.stringify(events.map((e) => ({ sequence: e.sequence.toString(), type: e.type, occurred_at: e.occurredAt.toISOString(), payload: e.payload }))),
+          ],
+          trx,
+        );
+        if (progress.phase !== undefined || progress.currentStep !== undefined) {
+          await sql.run(
+            `update runs set phase = coalesce(?, phase), current_step = case when ? then ? else current_step end, updated_at = now()
+              where id = ? and current_attempt = ?`,
+            [progress.phase ?? null, progress.currentStep !== undefined, progress.currentStep ?? null, record.runId, record.attempt],
+            trx,
+          );
+        }
+        await sql.run("select pg_notify('corral_run_events', ?)", [record.runId], trx);
+      });
+    },
+
+    /** Records a completion idempotently: the same key always gets the same verdict. */
+    async recordCompletion(record: AttemptRecord, epoch: bigint, leaseMs: number, completion: CompletionRecord): Promise<CompletionVerdict> {
+      return sql.transaction(async (trx) => {
+        await renewLease(record.attemptId, epoch, leaseMs, trx);
+        // Serialise completions of one run, so two keys cannot both be recorded.
+        const run = await sql.one<{ status: string }>("select status from runs where id = ? for update", [record.runId], trx);
+        const same = await sql.one<{ conflict: boolean; conflict_reason: "different_key" | "run_terminal" }>(
+          "select conflict, conflict_reason from completions where run_id = ? and idempotency_key = ?",
+          [record.runId, completion.idempotencyKey],
+          trx,
+        );
+        if (same) return same.conflict ? { outcome: "conflict", why: same.conflict_reason } : { outcome: "recorded" };
+
+        let verdict: CompletionVerdict = { outcome: "recorded" };
+        if (TERMINAL.includes(run!.status)) verdict = { outcome: "conflict", why: "run_terminal" };
+        else {
+          const other = await sql.one(
+            "select 1 from completions where run_id = ? and attempt = ? and not conflict",
+            [record.runId, record.attempt],
+            trx,
+          );
+          if (other) verdict = { outcome: "conflict", why: "different_key" };
+        }
+        await sql.run(
+          `insert into completions (run_id, attempt, idempotency_key, status, result, reason, artifact_state, conflict, conflict_reason)
+           values (?, ?, ?, ?, ?::jsonb, ?, ?, ?, ?)`,
+          [
+            record.runId,
+            record.attempt,
+            completion.idempotencyKey,
+            completion.status,
+            JSON.stringify(completion.result ?? {}),
+            completion.reason,
+            completion.artifactState,
+            verdict.outcome === "conflict",
+            verdict.outcome === "conflict" ? verdict.why : null,
+          ],
+          trx,
+        );
+        if (verdict.outcome === "recorded") await sql.run("select pg_notify('corral_completion', ?)", [record.runId], trx);
+        return verdict;
+      });
+    },
+  };
+}
+
+export type AttemptStore = ReturnType<typeof createAttemptStore>;

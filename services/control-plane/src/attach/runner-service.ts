@@ -1,0 +1,17 @@
+import type { ServiceImpl } from "@connectrpc/connect";
+import type { RunnerService } from "@corral/contract/corral/runner/v1/runner_service_pb.ts";
+import { createAttachSession, type AttachDeps } from "./attach-session.ts";
+
+/** corral.runner.v1.RunnerService: a thin shell around one attach session per stream. */
+export function createRunnerService(deps: AttachDeps): Partial<ServiceImpl<typeof RunnerService>> {
+  return {
+    async *attach(requests, context) {
+      const session = createAttachSession(deps, context.signal);
+      // consume() never rejects; it ends when the agent closes its side or when connect
+      // aborts the request stream after the response ends. Not awaited: a stream ended by the
+      // server (superseded, limits) must not wait for the agent's next message.
+      void session.consume(requests);
+      yield* session.outgoing;
+    },
+  };
+}
