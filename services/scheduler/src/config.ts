@@ -1,11 +1,49 @@
 import { z } from "zod";
-import { listenAddress, logLevel, postgresUrl } from "@corral/plumbing/config.ts";
+import { duration, listenAddress, logLevel, positiveInt, postgresUrl } from "@corral/plumbing/config.ts";
+
+const runtimeName = z.enum(["local", "docker", "kubernetes"]);
 
 /** Environment of the scheduler, validated once at start-up. */
 export const schedulerConfig = {
   CORRAL_SCHEDULER_LISTEN: listenAddress("127.0.0.1:8700"),
   DATABASE_URL: postgresUrl,
   CORRAL_LOG_LEVEL: logLevel,
+  /** Where agents attach; handed to every sandbox. */
+  CORRAL_CONTROL_PLANE_URL: z.url().default("http://127.0.0.1:8701"),
+  /** Runtime of a run that names none. */
+  CORRAL_DEFAULT_RUNTIME: runtimeName.default("local"),
+  /** Runtimes this scheduler may launch, comma-separated. */
+  CORRAL_RUNTIMES: z
+    .string()
+    .default("local")
+    .transform((value, ctx) => {
+      const names = value.split(",").map((s) => s.trim()).filter(Boolean);
+      const parsed = z.array(runtimeName).min(1).safeParse(names);
+      if (!parsed.success) {
+        ctx.addIssue({ code: "custom", message: `expected a comma-separated list of local, docker, kubernetes; got "${value}"` });
+        return z.NEVER;
+      }
+      return [...new Set(parsed.data)];
+    }),
+  /** Runs launching or running at once, over all repositories; 0 pauses dispatch (drain). */
+  CORRAL_MAX_CONCURRENT_RUNS: z.coerce.number().int().min(0).default(8),
+  /** Runs launching or running at once for one repository URL. */
+  CORRAL_MAX_RUNS_PER_REPOSITORY: positiveInt(4),
+  /** Work directories of local-runtime agents. */
+  CORRAL_WORK_ROOT: z.string().default(".corral/work"),
+  /** How the local runtime starts the agent; empty means this checkout's agent on this Node. */
+  CORRAL_AGENT_COMMAND: z.string().optional(),
+  /** How long finalization waits for a completion once the agent's process has ended. */
+  CORRAL_COMPLETION_WAIT: duration("10s"),
+  /** How often the reconciler looks at every unfinished run, besides reacting to events. */
+  CORRAL_RECONCILE_INTERVAL: duration("5s"),
+  /** Defaults of run specs. */
+  CORRAL_DEFAULT_RUN_TIMEOUT: duration("1h"),
+  CORRAL_DEFAULT_STEP_TIMEOUT: duration("30m"),
+  CORRAL_DEFAULT_CLONE_TIMEOUT: duration("5m"),
+  CORRAL_DEFAULT_GRACE: duration("10s"),
+  CORRAL_COMMIT_AUTHOR_NAME: z.string().default("Corral"),
+  CORRAL_COMMIT_AUTHOR_EMAIL: z.email().default("corral@localhost"),
 };
 
 export type SchedulerConfig = Readonly<z.infer<z.ZodObject<typeof schedulerConfig>>>;

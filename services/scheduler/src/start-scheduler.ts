@@ -1,16 +1,113 @@
 import { RunService } from "@corral/contract/corral/scheduler/v1/run_service_pb.ts";
+import { createPgListener } from "@corral/plumbing/db/pg-listener.ts";
+import { createSql } from "@corral/plumbing/db/sql.ts";
 import type { Logger } from "@corral/plumbing/logger.ts";
 import { startService, type RunningService } from "@corral/plumbing/start-service.ts";
 import type { SchedulerConfig } from "./config.ts";
+import { createDispatcher } from "./dispatch/dispatcher.ts";
+import { createReconciler } from "./reconcile/reconciler.ts";
+import { createRunNotifier } from "./runs/run-notifier.ts";
+import { createRunService } from "./runs/run-service.ts";
+import { createRunStore, type RunStore } from "./runs/run-store.ts";
+import type { SchedulerDefaults } from "./runs/validated-submission.ts";
+import { createLocalRuntime } from "./runtime/local-runtime.ts";
+import type { RuntimeBackend } from "./runtime/runtime-backend.ts";
 
-export function startScheduler(config: SchedulerConfig, logger: Logger): Promise<RunningService> {
-  return startService({
-    name: "scheduler",
-    listen: config.CORRAL_SCHEDULER_LISTEN,
-    databaseUrl: config.DATABASE_URL,
+export interface Scheduler extends RunningService {
+  readonly runtimes: ReadonlyMap<string, RuntimeBackend>;
+}
+
+export async function startScheduler(config: SchedulerConfig, logger: Logger, options: { agentEnv?: Record<string, string> } = {}): Promise<Scheduler> {
+  const unavailable = config.CORRAL_RUNTIMES.filter((name) => name !== "local");
+  if (unavailable.length > 0) throw new Error(`CORRAL_RUNTIMES: runtime ${unavailable.join(", ")} is not available in this version; use local`);
+  if (!config.CORRAL_RUNTIMES.includes(config.CORRAL_DEFAULT_RUNTIME)) {
+    throw new Error(`CORRAL_DEFAULT_RUNTIME: ${config.CORRAL_DEFAULT_RUNTIME} is not among CORRAL_RUNTIMES (${config.CORRAL_RUNTIMES.join(", ")})`);
+  }
+  const defaults: SchedulerDefaults = {
+    runtime: config.CORRAL_DEFAULT_RUNTIME,
+    enabledRuntimes: config.CORRAL_RUNTIMES,
+    timeouts: {
+      runMs: config.CORRAL_DEFAULT_RUN_TIMEOUT,
+      stepMs: config.CORRAL_DEFAULT_STEP_TIMEOUT,
+      cloneMs: config.CORRAL_DEFAULT_CLONE_TIMEOUT,
+      graceMs: config.CORRAL_DEFAULT_GRACE,
+    },
+    commitAuthor: { name: config.CORRAL_COMMIT_AUTHOR_NAME, email: config.CORRAL_COMMIT_AUTHOR_EMAIL },
+  };
+
+  const listener = createPgListener({ url: config.DATABASE_URL, logger });
+  const notifier = await createRunNotifier(listener, ["corral_run_events", "corral_run_changed"]);
+  const runtimes = new Map<string, RuntimeBackend>([
+    [
+      "local",
+      createLocalRuntime({
+        workRoot: config.CORRAL_WORK_ROOT,
+        agentCommand: config.CORRAL_AGENT_COMMAND?.split(" ").filter(Boolean),
+        logger,
+        agentEnv: { CORRAL_LOG_LEVEL: config.CORRAL_LOG_LEVEL, ...options.agentEnv },
+      }),
+    ],
+  ]);
+  let store: RunStore | undefined;
+  let service: RunningService;
+  try {
+    service = await startService({
+      name: "scheduler",
+      listen: config.CORRAL_SCHEDULER_LISTEN,
+      databaseUrl: config.DATABASE_URL,
+      logger,
+      services: [RunService],
+      routes: (router, database) => {
+        store = createRunStore(createSql(database.orm));
+        router.service(RunService, createRunService({ store, notifier, defaults }));
+      },
+    });
+  } catch (error) {
+    await listener.close();
+    throw error;
+  }
+
+  const sql = createSql(service.database.orm);
+  const reconciler = createReconciler({
+    sql,
+    runtimes,
     logger,
-    services: [RunService],
-    // The run API arrives with the run slice; until then every method answers UNIMPLEMENTED.
-    routes: (router) => router.service(RunService, {}),
+    completionWaitMs: config.CORRAL_COMPLETION_WAIT,
+    defaultGraceMs: config.CORRAL_DEFAULT_GRACE,
+    onFinalized: () => void dispatcher.kick(),
   });
+  const dispatcher = createDispatcher({
+    sql,
+    runtimes,
+    logger,
+    controlPlaneUrl: config.CORRAL_CONTROL_PLANE_URL,
+    maxConcurrentRuns: config.CORRAL_MAX_CONCURRENT_RUNS,
+    maxRunsPerRepository: config.CORRAL_MAX_RUNS_PER_REPOSITORY,
+    onLaunchFailed: (runId, attempt, reason) => reconciler.failLaunch(runId, attempt, reason),
+  });
+
+  // Edge triggers make things fast; the periodic sweep makes them certain.
+  for (const backend of runtimes.values()) backend.onFact((runId) => void reconciler.reconcileRun(runId));
+  await listener.on("corral_run_queued", () => void dispatcher.kick());
+  await listener.on("corral_completion", (runId) => void reconciler.reconcileRun(runId));
+  // A cancel request, an attach: the run's evidence changed.
+  await listener.on("corral_run_changed", (runId) => void reconciler.reconcileRun(runId));
+  const sweep = () => {
+    void reconciler.sweep().catch((error: unknown) => logger.error({ err: error }, "reconciliation sweep failed"));
+    void dispatcher.kick();
+  };
+  const timer = setInterval(sweep, config.CORRAL_RECONCILE_INTERVAL);
+  sweep();
+
+  return {
+    ...service,
+    runtimes,
+    async close(graceMs) {
+      clearInterval(timer);
+      reconciler.close();
+      await service.close(graceMs);
+      await listener.close();
+      for (const backend of runtimes.values()) await backend.close();
+    },
+  };
 }

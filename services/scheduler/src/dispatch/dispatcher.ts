@@ -1,0 +1,138 @@
+import { mintCredential } from "@corral/plumbing/credentials.ts";
+import type { Sql } from "@corral/plumbing/db/sql.ts";
+import type { Logger } from "@corral/plumbing/logger.ts";
+import { durationJsonMs } from "../runs/duration-json.ts";
+import type { RuntimeBackend } from "../runtime/runtime-backend.ts";
+
+export interface DispatcherOptions {
+  sql: Sql;
+  runtimes: ReadonlyMap<string, RuntimeBackend>;
+  logger: Logger;
+  controlPlaneUrl: string;
+  maxConcurrentRuns: number;
+  maxRunsPerRepository: number;
+  /** Called when a launch fails, so the run is finalized at once. */
+  onLaunchFailed(runId: string, attempt: number, reason: string): Promise<void>;
+}
+
+interface Admitted {
+  runId: string;
+  attempt: number;
+  runtime: string;
+  credential: string;
+  limits: { cpuMillis?: number; memoryBytes?: number; pids?: number; diskBytes?: number };
+}
+
+const ACTIVE = "('launching', 'running', 'cancelling')";
+// One lock id for admission, so that concurrent schedulers count the same active runs.
+const ADMISSION_LOCK = 0x636f7272; // "corr"
+
+/**
+ * Takes queued runs in submission order, within the concurrency limits, and launches them.
+ * Admission (counting active runs, claiming a run, minting its credential) is one short
+ * transaction under an advisory lock, so several schedulers never launch a run twice nor
+ * exceed a limit together; the launch itself happens after the commit.
+ */
+export function createDispatcher(options: DispatcherOptions) {
+  const { sql, logger } = options;
+  let running: Promise<void> | undefined;
+  let again = false;
+
+  async function admitOne(): Promise<Admitted | undefined> {
+    return sql.transaction(async (trx) => {
+      await sql.run("select pg_advisory_xact_lock(?)", [ADMISSION_LOCK], trx);
+      const active = await sql.one<{ n: string }>(`select count(*) as n from runs where status in ${ACTIVE}`, [], trx);
+      if (Number(active!.n) >= options.maxConcurrentRuns) return undefined;
+      const run = await sql.one<{ id: string; runtime: string; current_attempt: number; spec: { timeouts?: { run?: string }; limits?: Record<string, unknown> } }>(
+        `select r.id, r.runtime, r.current_attempt, r.spec from runs r
+          where r.status = 'queued'
+            and (select count(*) from runs x where x.repository_url = r.repository_url and x.status in ${ACTIVE}) < ?
+          order by r.created_at, r.id
+          limit 1
+          for update skip locked`,
+        [options.maxRunsPerRepository],
+        trx,
+      );
+      if (!run) return undefined;
+      const attempt = run.current_attempt + 1;
+      const { token, hash } = mintCredential();
+      const runTimeoutMs = durationJsonMs(run.spec.timeouts?.run) ?? 3_600_000;
+      await sql.run("insert into attempts (run_id, number, status, launched_at) values (?, ?, 'launching', now())", [run.id, attempt], trx);
+      // The credential outlives the run's budget a little, so the agent can still complete.
+      await sql.run(
+        "insert into credentials (run_id, attempt, token_hash, expires_at) values (?, ?, ?, now() + (? * interval '1 millisecond'))",
+        [run.id, attempt, hash, runTimeoutMs + 3_600_000],
+        trx,
+      );
+      await sql.run(
+        "update runs set status = 'launching', current_attempt = ?, launched_at = now(), updated_at = now() where id = ?",
+        [attempt, run.id],
+        trx,
+      );
+      await sql.run("select pg_notify('corral_run_changed', ?)", [run.id], trx);
+      const limits = run.spec.limits ?? {};
+      return {
+        runId: run.id,
+        attempt,
+        runtime: run.runtime,
+        credential: token,
+        limits: {
+          cpuMillis: Number(limits.cpuMillis ?? 0) || undefined,
+          memoryBytes: Number(limits.memoryBytes ?? 0) || undefined,
+          pids: Number(limits.pids ?? 0) || undefined,
+          diskBytes: Number(limits.diskBytes ?? 0) || undefined,
+        },
+      };
+    });
+  }
+
+  async function launch(admitted: Admitted): Promise<void> {
+    const log = logger.child({ runId: admitted.runId, attempt: admitted.attempt, runtime: admitted.runtime });
+    const backend = options.runtimes.get(admitted.runtime);
+    if (!backend) {
+      await options.onLaunchFailed(admitted.runId, admitted.attempt, `runtime "${admitted.runtime}" is not enabled on this scheduler`);
+      return;
+    }
+    try {
+      const handle = await backend.launch({
+        runId: admitted.runId,
+        attempt: admitted.attempt,
+        credential: admitted.credential,
+        controlPlaneUrl: options.controlPlaneUrl,
+        limits: admitted.limits,
+      });
+      await sql.run("update attempts set runtime_handle = ?::jsonb where run_id = ? and number = ?", [JSON.stringify(handle), admitted.runId, admitted.attempt]);
+      log.info("launched");
+    } catch (error) {
+      log.error({ err: error }, "launch failed");
+      await options.onLaunchFailed(admitted.runId, admitted.attempt, `launch failed: ${(error as Error).message}`);
+    }
+  }
+
+  async function drain(): Promise<void> {
+    do {
+      again = false;
+      for (;;) {
+        const admitted = await admitOne();
+        if (!admitted) break;
+        await launch(admitted);
+      }
+    } while (again);
+    running = undefined;
+  }
+
+  return {
+    /** Launches what the limits allow now; coalesces calls made while it runs. */
+    kick(): Promise<void> {
+      if (running) {
+        again = true;
+        return running;
+      }
+      running = drain().catch((error: unknown) => {
+        running = undefined;
+        logger.error({ err: error }, "dispatch failed; retrying at the next kick");
+      });
+      return running;
+    },
+  };
+}

@@ -1,0 +1,196 @@
+import type { Sql } from "@corral/plumbing/db/sql.ts";
+import type { Logger } from "@corral/plumbing/logger.ts";
+import { decideFinalStatus, type CompletionKind, type FinalStatus } from "../finalization/decide-final-status.ts";
+import { durationJsonMs } from "../runs/duration-json.ts";
+import type { RuntimeBackend, RuntimeHandle } from "../runtime/runtime-backend.ts";
+
+export interface ReconcilerOptions {
+  sql: Sql;
+  runtimes: ReadonlyMap<string, RuntimeBackend>;
+  logger: Logger;
+  /** How long to wait for a completion once the agent's process has ended. */
+  completionWaitMs: number;
+  /** Grace used for a cancel that named none and a spec without one. */
+  defaultGraceMs: number;
+  /** Called after a run became terminal (capacity freed). */
+  onFinalized(runId: string): void;
+}
+
+interface ActiveAttempt {
+  run_id: string;
+  status: string;
+  runtime: string;
+  attempt: number;
+  cancel_requested_at: string | null;
+  cancel_grace_ms: number | null;
+  spec_grace: string | null;
+  runtime_handle: RuntimeHandle | null;
+  lease_expires_at: string | null;
+  attached_at: string | null;
+  launched_at: string | null;
+  process_ended_at: string | null;
+  completion_status: string | null;
+  completion_reason: string | null;
+  completion_result: unknown;
+  completion_artifact_state: string | null;
+  now: string;
+}
+
+// After a cancel's grace, the runtime is told to stop the sandbox; after this much more
+// time without the process ending, finalization stops waiting for it.
+const ESCALATION_SLACK_MS = 5000;
+// An agent that never attached within this long is considered lost.
+const ATTACH_TIMEOUT_MS = 120_000;
+
+/**
+ * Level-based reconciliation of unfinished runs: each pass gathers the evidence (cancel
+ * request, completion, runtime fact, lease, clocks) from PostgreSQL and the runtime, acts to
+ * move it forward (escalate a cancel, stop a lost agent), and finalizes by the table once it
+ * can. Passes are idempotent, so they can run on a timer and on every event.
+ */
+export function createReconciler(options: ReconcilerOptions) {
+  const { sql, logger } = options;
+  const inFlight = new Map<string, Promise<void>>();
+  const rerun = new Set<string>();
+  const timers = new Set<NodeJS.Timeout>();
+
+  const load = (runId?: string) =>
+    sql.all<ActiveAttempt>(
+      `select r.id as run_id, r.status, r.runtime, a.number as attempt, r.cancel_requested_at, r.cancel_grace_ms,
+              r.spec->'timeouts'->>'grace' as spec_grace, a.runtime_handle, a.lease_expires_at, a.attached_at, a.launched_at,
+              a.finished_at as process_ended_at, c.status as completion_status, c.reason as completion_reason,
+              c.result as completion_result, c.artifact_state as completion_artifact_state, now() as now
+         from runs r
+         join attempts a on a.run_id = r.id and a.number = r.current_attempt
+         left join completions c on c.run_id = r.id and c.attempt = a.number and not c.conflict
+        where r.status in ('launching', 'running', 'cancelling') ${runId ? "and r.id = ?" : ""}`,
+      runId ? [runId] : [],
+    );
+
+  async function reconcileAttempt(row: ActiveAttempt): Promise<void> {
+    const backend = options.runtimes.get(row.runtime);
+    const now = Date.parse(row.now);
+    const log = logger.child({ runId: row.run_id, attempt: row.attempt });
+    const observed = backend
+      ? await backend.observe(row.run_id, row.attempt, row.runtime_handle)
+      : { fact: "unknown" as const, detail: `runtime ${row.runtime} is not enabled here` };
+    let fact = observed.fact;
+    const notes: string[] = [];
+
+    // The moment the process was first seen ended starts the completion wait window.
+    let endedAt = row.process_ended_at ? Date.parse(row.process_ended_at) : undefined;
+    if (fact !== "running" && endedAt === undefined) {
+      await sql.run("update attempts set finished_at = now(), runtime_fact = ? where run_id = ? and number = ?", [fact, row.run_id, row.attempt]);
+      endedAt = now;
+      schedule(row.run_id, options.completionWaitMs + 50);
+    }
+
+    const leaseExpired = row.lease_expires_at !== null && Date.parse(row.lease_expires_at) < now;
+    const neverAttached = row.attached_at === null && row.launched_at !== null && now - Date.parse(row.launched_at) > ATTACH_TIMEOUT_MS;
+    if (fact === "running" && !row.completion_status && (leaseExpired || neverAttached) && backend && row.runtime_handle) {
+      notes.push(leaseExpired ? "the agent stopped heartbeating and its lease expired" : "the agent never attached");
+      log.warn({ leaseExpired, neverAttached }, "agent lost; stopping its sandbox");
+      await backend.terminate(row.runtime_handle, 0);
+    } else if (leaseExpired && fact !== "running" && !row.completion_status) {
+      notes.push("the agent stopped heartbeating");
+    }
+
+    const cancelAccepted = row.cancel_requested_at !== null;
+    let escalationExhausted = false;
+    if (cancelAccepted && fact === "running") {
+      const graceMs = row.cancel_grace_ms ?? durationJsonMs(row.spec_grace) ?? options.defaultGraceMs;
+      const since = now - Date.parse(row.cancel_requested_at!);
+      if (since > graceMs + ESCALATION_SLACK_MS && backend && row.runtime_handle) {
+        log.warn({ since }, "cancel not honoured within the grace; stopping the sandbox");
+        await backend.terminate(row.runtime_handle, 0);
+      }
+      escalationExhausted = since > graceMs + 3 * ESCALATION_SLACK_MS;
+      schedule(row.run_id, Math.max(250, graceMs + ESCALATION_SLACK_MS - since));
+    }
+    if (fact === "running" && !backend) fact = "unknown";
+
+    const decision = decideFinalStatus({
+      cancelAccepted,
+      completion: (row.completion_status as CompletionKind | null) ?? "none",
+      runtimeFact: fact,
+      waitWindowElapsed: endedAt !== undefined && now - endedAt >= options.completionWaitMs,
+      escalationExhausted,
+    });
+    if (!decision.decided) return;
+
+    const reason = [row.completion_reason && decision.status !== "completed" ? row.completion_reason : "", ...notes, decision.reason, observed.detail]
+      .filter(Boolean)
+      .join("; ");
+    await finalize(row, decision.status, reason);
+    if (backend) await backend.cleanup(row.run_id, row.attempt, row.runtime_handle).catch((error: unknown) => log.warn({ err: error }, "cleanup failed"));
+    log.info({ status: decision.status, reason }, "run finalized");
+    options.onFinalized(row.run_id);
+  }
+
+  async function finalize(row: ActiveAttempt, status: FinalStatus, reason: string): Promise<void> {
+    await sql.transaction(async (trx) => {
+      const changed = await sql.run(
+        `update runs set status = ?, reason = ?, result = ?::jsonb, artifact_state = ?, current_step = null,
+                finished_at = now(), updated_at = now()
+          where id = ? and current_attempt = ? and status in ('launching', 'running', 'cancelling')`,
+        [status, reason, JSON.stringify(row.completion_result ?? null), row.completion_artifact_state, row.run_id, row.attempt],
+        trx,
+      );
+      if (changed === 0) return;
+      await sql.run("update attempts set status = 'finished' where run_id = ? and number = ?", [row.run_id, row.attempt], trx);
+      // The attempt's credential dies with it: nothing can attach or upload for it any more.
+      await sql.run("update credentials set revoked_at = now() where run_id = ? and attempt = ? and revoked_at is null", [row.run_id, row.attempt], trx);
+      await sql.run("select pg_notify('corral_run_changed', ?)", [row.run_id], trx);
+    });
+  }
+
+  function schedule(runId: string, delayMs: number): void {
+    const timer = setTimeout(() => {
+      timers.delete(timer);
+      void reconcileRun(runId);
+    }, delayMs);
+    timers.add(timer);
+  }
+
+  /** One pass over one run; concurrent requests for the same run coalesce into one more pass. */
+  function reconcileRun(runId: string): Promise<void> {
+    const current = inFlight.get(runId);
+    if (current) {
+      rerun.add(runId);
+      return current;
+    }
+    const pass = (async () => {
+      try {
+        do {
+          rerun.delete(runId);
+          for (const row of await load(runId)) await reconcileAttempt(row);
+        } while (rerun.has(runId));
+      } catch (error) {
+        logger.error({ err: error, runId }, "reconciliation failed; the next pass retries");
+      } finally {
+        inFlight.delete(runId);
+      }
+    })();
+    inFlight.set(runId, pass);
+    return pass;
+  }
+
+  return {
+    reconcileRun,
+    /** Finalizes an attempt that could not be launched. */
+    async failLaunch(runId: string, attempt: number, reason: string): Promise<void> {
+      const [row] = await load(runId);
+      if (row && row.attempt === attempt) await finalize(row, "failed", reason);
+      options.onFinalized(runId);
+    },
+    /** A pass over every unfinished run. */
+    async sweep(): Promise<void> {
+      const rows = await load();
+      await Promise.all([...new Set(rows.map((r) => r.run_id))].map(reconcileRun));
+    },
+    close(): void {
+      for (const timer of timers) clearTimeout(timer);
+      timers.clear();
+    },
+  };
+}

@@ -1,0 +1,67 @@
+import { create, fromJson } from "@bufbuild/protobuf";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { RunSchema, RunStatus, Runtime, type Run } from "@corral/contract/corral/scheduler/v1/run_service_pb.ts";
+import { ArtifactState, RunSpecSchema } from "@corral/contract/corral/common/v1/run_spec_pb.ts";
+import { Phase } from "@corral/contract/corral/common/v1/run_event_pb.ts";
+
+/** A row of `runs`, as raw SQL returns it. */
+export interface RunRow {
+  id: string;
+  status: string;
+  runtime: string;
+  repository_url: string;
+  spec: unknown;
+  current_attempt: number;
+  phase: string | null;
+  current_step: string | null;
+  cancel_requested_at: string | null;
+  cancel_reason: string | null;
+  cancel_grace_ms: number | null;
+  reason: string | null;
+  result: { commitSha?: string; branch?: string; changedFiles?: string[] } | null;
+  artifact_state: string | null;
+  created_at: string;
+  updated_at: string;
+  launched_at: string | null;
+  attached_at: string | null;
+  finished_at: string | null;
+}
+
+export const TERMINAL_STATUSES = ["completed", "failed", "cancelled"];
+
+/** Stored names are the enum's value names in lower case: RunStatus.QUEUED is "queued". */
+const byName = <V extends number>(e: Record<string, string | V>) =>
+  new Map(Object.entries(e).filter((entry): entry is [string, V] => typeof entry[1] === "number").map(([k, v]) => [k.toLowerCase(), v]));
+
+export const RUN_STATUS = byName<RunStatus>(RunStatus);
+export const RUNTIME = byName<Runtime>(Runtime);
+const PHASE = byName<Phase>(Phase);
+const ARTIFACT_STATE = byName<ArtifactState>(ArtifactState);
+
+export const runStatusName = (status: RunStatus) => [...RUN_STATUS].find(([, v]) => v === status)?.[0];
+export const runtimeName = (runtime: Runtime) => [...RUNTIME].find(([, v]) => v === runtime)?.[0];
+
+const time = (value: string | null) => (value ? timestampFromDate(new Date(value)) : undefined);
+
+/** The API's view of a run row. */
+export function toRunMessage(row: RunRow): Run {
+  return create(RunSchema, {
+    id: row.id,
+    spec: fromJson(RunSpecSchema, row.spec as never, { ignoreUnknownFields: true }),
+    runtime: RUNTIME.get(row.runtime) ?? Runtime.UNSPECIFIED,
+    status: RUN_STATUS.get(row.status) ?? RunStatus.UNSPECIFIED,
+    phase: (row.phase && PHASE.get(row.phase)) || Phase.UNSPECIFIED,
+    currentStep: row.current_step ?? "",
+    attempt: row.current_attempt,
+    createdAt: time(row.created_at),
+    updatedAt: time(row.updated_at),
+    launchedAt: time(row.launched_at),
+    attachedAt: time(row.attached_at),
+    finishedAt: time(row.finished_at),
+    cancelRequested: row.cancel_requested_at !== null,
+    cancelReason: row.cancel_reason ?? "",
+    reason: row.reason ?? "",
+    result: row.result ? { commitSha: row.result.commitSha ?? "", branch: row.result.branch ?? "", changedFiles: row.result.changedFiles ?? [] } : undefined,
+    artifactState: (row.artifact_state && ARTIFACT_STATE.get(row.artifact_state)) || ArtifactState.UNSPECIFIED,
+  });
+}

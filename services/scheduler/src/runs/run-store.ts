@@ -1,0 +1,156 @@
+import type { JsonValue } from "@bufbuild/protobuf";
+import { detail, failedPrecondition, notFound } from "@corral/plumbing/errors.ts";
+import type { Sql, Transaction } from "@corral/plumbing/db/sql.ts";
+import { RunStateConflictSchema } from "@corral/contract/corral/common/v1/error_details_pb.ts";
+import { TERMINAL_STATUSES, type RunRow } from "./run-row.ts";
+
+export interface NewRun {
+  id: string;
+  runtime: string;
+  repositoryUrl: string;
+  baseRef: string;
+  spec: JsonValue;
+  requestId: string | undefined;
+}
+
+export interface RunFilter {
+  statuses: string[];
+  repositoryUrl?: string;
+  runtime?: string;
+}
+
+/** Position in the newest-first listing: the last run of the previous page. */
+export interface ListCursor {
+  createdAt: string;
+  id: string;
+}
+
+export interface StoredEventRow {
+  attempt: number;
+  sequence: string;
+  payload: unknown;
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+// Reason and grace travel in a NOTIFY payload, which PostgreSQL caps at 8000 bytes.
+const MAX_CANCEL_REASON = 1000;
+
+/** The scheduler's SQL for the run API. */
+export function createRunStore(sql: Sql) {
+  const get = async (runId: string, trx?: Transaction, lock = false): Promise<RunRow> => {
+    // A malformed id cannot exist; answering NOT_FOUND keeps PostgreSQL's cast error away.
+    const row = UUID.test(runId) ? await sql.one<RunRow>(`select * from runs where id = ?${lock ? " for update" : ""}`, [runId], trx) : undefined;
+    if (!row) throw notFound(`run ${runId} not found`);
+    return row;
+  };
+
+  return {
+    get: (runId: string) => get(runId),
+
+    /** Stores a queued run; with a request id already used, returns that run instead. */
+    async insert(run: NewRun): Promise<RunRow> {
+      const inserted = await sql.one<RunRow>(
+        `insert into runs (id, status, runtime, repository_url, base_ref, spec, request_id)
+         values (?, 'queued', ?, ?, ?, ?::jsonb, ?)
+         on conflict (request_id) do nothing returning *`,
+        [run.id, run.runtime, run.repositoryUrl, run.baseRef, JSON.stringify(run.spec), run.requestId ?? null],
+      );
+      if (inserted) {
+        await sql.run("select pg_notify('corral_run_queued', ?)", [run.id]);
+        return inserted;
+      }
+      return (await sql.one<RunRow>("select * from runs where request_id = ?", [run.requestId]))!;
+    },
+
+    async list(filter: RunFilter, pageSize: number, after: ListCursor | undefined): Promise<RunRow[]> {
+      const where: string[] = [];
+      const params: unknown[] = [];
+      if (filter.statuses.length > 0) {
+        where.push(`status in (${filter.statuses.map(() => "?").join(", ")})`);
+        params.push(...filter.statuses);
+      }
+      if (filter.repositoryUrl) {
+        where.push("repository_url = ?");
+        params.push(filter.repositoryUrl);
+      }
+      if (filter.runtime) {
+        where.push("runtime = ?");
+        params.push(filter.runtime);
+      }
+      if (after) {
+        where.push("(created_at, id) < (?::timestamptz, ?::uuid)");
+        params.push(after.createdAt, after.id);
+      }
+      return sql.all<RunRow>(
+        `select * from runs ${where.length ? `where ${where.join(" and ")}` : ""} order by created_at desc, id desc limit ?`,
+        [...params, pageSize],
+      );
+    },
+
+    /**
+     * Records a cancel request. A queued run is cancelled at once; a launched one becomes
+     * "cancelling" and the control plane holding its stream is told through NOTIFY.
+     */
+    async requestCancel(runId: string, reason: string, graceMs: number | undefined): Promise<RunRow> {
+      const why = reason.slice(0, MAX_CANCEL_REASON) || "cancelled by request";
+      return sql.transaction(async (trx) => {
+        const run = await get(runId, trx, true);
+        if (run.status === "cancelled" || run.status === "cancelling") return run;
+        if (TERMINAL_STATUSES.includes(run.status)) {
+          throw failedPrecondition(`run is already ${run.status}; it cannot be cancelled`, detail(RunStateConflictSchema, { status: run.status, action: "cancel" }));
+        }
+        let updated: RunRow | undefined;
+        if (run.status === "queued") {
+          updated = await sql.one<RunRow>(
+            `update runs set status = 'cancelled', cancel_requested_at = now(), cancel_reason = ?, reason = ?,
+                    finished_at = now(), updated_at = now() where id = ? returning *`,
+            [why, `cancelled before launch: ${why}`, runId],
+            trx,
+          );
+        } else {
+          updated = await sql.one<RunRow>(
+            `update runs set status = 'cancelling', cancel_requested_at = now(), cancel_reason = ?, cancel_grace_ms = ?,
+                    updated_at = now() where id = ? returning *`,
+            [why, graceMs ?? null, runId],
+            trx,
+          );
+          await sql.run("select pg_notify('corral_cancel', ?)", [JSON.stringify({ runId, reason: why, graceMs })], trx);
+        }
+        await sql.run("select pg_notify('corral_run_changed', ?)", [runId], trx);
+        return updated!;
+      });
+    },
+
+    /** Queues a terminal run again; the dispatcher gives it a new attempt and credential. */
+    async retry(runId: string): Promise<RunRow> {
+      return sql.transaction(async (trx) => {
+        const run = await get(runId, trx, true);
+        if (!TERMINAL_STATUSES.includes(run.status)) {
+          throw failedPrecondition(`run is ${run.status}; only a finished run can be retried`, detail(RunStateConflictSchema, { status: run.status, action: "retry" }));
+        }
+        const updated = await sql.one<RunRow>(
+          `update runs set status = 'queued', phase = null, current_step = null, cancel_requested_at = null, cancel_reason = null,
+                  cancel_grace_ms = null, reason = null, result = null, artifact_state = null, launched_at = null,
+                  attached_at = null, finished_at = null, updated_at = now()
+            where id = ? returning *`,
+          [runId],
+          trx,
+        );
+        await sql.run("select pg_notify('corral_run_queued', ?)", [runId], trx);
+        await sql.run("select pg_notify('corral_run_changed', ?)", [runId], trx);
+        return updated!;
+      });
+    },
+
+    /** Stored events after a position, in (attempt, sequence) order. */
+    eventsAfter(runId: string, attempt: number, sequence: bigint, limit = 500): Promise<StoredEventRow[]> {
+      return sql.all<StoredEventRow>(
+        `select attempt, sequence, payload from events where run_id = ? and (attempt, sequence) > (?, ?::bigint)
+          order by attempt, sequence limit ?`,
+        [runId, attempt, sequence.toString(), limit],
+      );
+    },
+  };
+}
+
+export type RunStore = ReturnType<typeof createRunStore>;

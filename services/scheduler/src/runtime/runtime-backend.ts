@@ -1,0 +1,37 @@
+import type { RuntimeHandle } from "@corral/plumbing/db/entities/attempt.ts";
+import type { RuntimeFact } from "../finalization/decide-final-status.ts";
+import type { RuntimeName } from "../runs/validated-submission.ts";
+
+export type { RuntimeHandle, RuntimeFact };
+
+export interface LaunchRequest {
+  runId: string;
+  attempt: number;
+  /** The attempt's credential; the backend hands it to the agent without env or argv. */
+  credential: string;
+  controlPlaneUrl: string;
+  /** Resource limits from the run spec, where the runtime can apply them. */
+  limits: { cpuMillis?: number; memoryBytes?: number; pids?: number; diskBytes?: number };
+}
+
+export type FactListener = (runId: string, attempt: number, fact: RuntimeFact, detail: string) => void;
+
+/**
+ * Where agents run. Every backend starts the same agent binary, which speaks the same protocol;
+ * the backend only starts, observes, stops and cleans up sandboxes.
+ */
+export interface RuntimeBackend {
+  readonly name: RuntimeName;
+  /** Whether this backend can launch now; the message says what to fix when it cannot. */
+  preflight(signal?: AbortSignal): Promise<{ ok: boolean; message: string }>;
+  launch(request: LaunchRequest): Promise<RuntimeHandle>;
+  /** The attempt's sandbox as the runtime sees it now (level-based, for reconciliation). */
+  observe(runId: string, attempt: number, handle: RuntimeHandle | null): Promise<{ fact: RuntimeFact; detail: string }>;
+  /** Stops the sandbox: a polite stop, then a forced one after the grace. */
+  terminate(handle: RuntimeHandle, graceMs: number): Promise<void>;
+  /** Removes what the attempt left behind, once it is final. */
+  cleanup(runId: string, attempt: number, handle: RuntimeHandle | null): Promise<void>;
+  /** Facts as they happen (edge-triggered), so finalization need not wait for a sweep. */
+  onFact(listener: FactListener): void;
+  close(): Promise<void>;
+}
