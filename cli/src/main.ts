@@ -1,24 +1,35 @@
 import { up } from "./commands/up.ts";
+import { run, RUN_USAGE } from "./commands/run.ts";
+import { cancel, get, ls, watch } from "./commands/runs.ts";
 
 const USAGE = `usage: corral <command> [options]
 
 commands:
-  up      start PostgreSQL (embedded unless DATABASE_URL is set), the scheduler, the control
-          plane and the artifact service; Ctrl-C stops everything
+  up                 start PostgreSQL (embedded unless DATABASE_URL is set), the scheduler, the
+                     control plane and the artifact service; Ctrl-C stops everything
+  run                submit a run (see corral run --help); --wait follows it live
+  watch RUN_ID       follow a run live until it ends
+  cancel RUN_ID      cancel a run [--reason TEXT] [--grace 10s]
+  ls                 list runs [--status S] [--repo URL] [--runtime R] [--limit N] [--json]
+  get RUN_ID         show a run [--json]
+
+The commands other than up talk to CORRAL_SCHEDULER_URL (default http://127.0.0.1:8700).
 `;
 
+const commands: Record<string, (args: string[]) => Promise<number>> = { up, run, watch, cancel, ls, get };
 const [command, ...args] = process.argv.slice(2);
-switch (command) {
-  case "up":
-    process.exitCode = await up(args);
-    break;
-  case undefined:
-  case "help":
-  case "--help":
-  case "-h":
-    process.stdout.write(USAGE);
-    break;
-  default:
-    process.stderr.write(`corral: unknown command "${command}"\n\n${USAGE}`);
+if (command === undefined || command === "help" || command === "--help" || command === "-h") {
+  process.stdout.write(command === "help" && args[0] === "run" ? RUN_USAGE : USAGE);
+} else if (commands[command]) {
+  try {
+    process.exitCode = await commands[command](args);
+  } catch (error) {
+    // parseArgs rejects unknown flags with a clear message; anything else is a bug worth its stack.
+    const message = (error as { code?: string }).code?.startsWith("ERR_PARSE_ARGS") ? (error as Error).message : String((error as Error).stack ?? error);
+    process.stderr.write(`corral ${command}: ${message}\n`);
     process.exitCode = 2;
+  }
+} else {
+  process.stderr.write(`corral: unknown command "${command}"\n\n${USAGE}`);
+  process.exitCode = 2;
 }
