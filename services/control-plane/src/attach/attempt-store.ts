@@ -133,32 +133,39 @@ export function createAttemptStore(orm: Orm) {
 
     renewLease: (attemptId: string, epoch: bigint, leaseMs: number) => renewLease(attemptId, epoch, leaseMs),
 
-    /** Stores a contiguous batch of events; replays already stored are dropped by the unique key. */
+    /**
+     * Stores a contiguous batch of events; replays already stored are dropped by the unique key.
+     * One statement (so one round trip, atomic on its own): renew the lease if the epoch still
+     * holds, and only then insert, update the run's progress and wake its watchers.
+     */
     async storeEvents(record: AttemptRecord, epoch: bigint, leaseMs: number, events: StoredEvent[], progress: RunProgress): Promise<void> {
-      await sql.transaction(async (trx) => {
-        await renewLease(record.attemptId, epoch, leaseMs, trx, true);
-        await sql.run(
-          `insert into events (run_id, attempt, sequence, type, occurred_at, payload)
+      const rows = JSON.stringify(events.map((e) => ({ sequence: e.sequence.toString(), type: e.type, occurred_at: e.occurredAt.toISOString(), payload: e.payload })));
+      const trackProgress = progress.phase !== undefined || progress.currentStep !== undefined;
+      const result = await sql.one<{ leased: string }>(
+        `with lease as (
+           update attempts set lease_expires_at = now() + (? * interval '1 millisecond'), first_event_at = coalesce(first_event_at, now())
+            where id = ? and lease_epoch = ? returning id
+         ), stored as (
+           insert into events (run_id, attempt, sequence, type, occurred_at, payload)
            select ?, ?, x.sequence, x.type, x.occurred_at, x.payload
              from jsonb_to_recordset(?::jsonb) as x(sequence bigint, type text, occurred_at timestamptz, payload jsonb)
-           on conflict (run_id, attempt, sequence) do nothing`,
-          [
-            record.runId,
-            record.attempt,
-            JSON.stringify(events.map((e) => ({ sequence: e.sequence.toString(), type: e.type, occurred_at: e.occurredAt.toISOString(), payload: e.payload }))),
-          ],
-          trx,
-        );
-        if (progress.phase !== undefined || progress.currentStep !== undefined) {
-          await sql.run(
-            `update runs set phase = coalesce(?, phase), current_step = case when ? then ? else current_step end, updated_at = now()
-              where id = ? and current_attempt = ?`,
-            [progress.phase ?? null, progress.currentStep !== undefined, progress.currentStep ?? null, record.runId, record.attempt],
-            trx,
-          );
-        }
-        await sql.run("select pg_notify('corral_run_events', ?)", [record.runId], trx);
-      });
+            where exists (select 1 from lease)
+           on conflict (run_id, attempt, sequence) do nothing
+         ), progressed as (
+           update runs set phase = coalesce(?, phase), current_step = case when ? then ? else current_step end, updated_at = now()
+            where ? and id = ? and current_attempt = ? and exists (select 1 from lease)
+         ), woken as (
+           select pg_notify('corral_run_events', ?) from lease
+         )
+         select (select count(*) from lease) as leased, (select count(*) from woken) as woken`,
+        [
+          leaseMs, record.attemptId, epoch.toString(),
+          record.runId, record.attempt, rows,
+          progress.phase ?? null, progress.currentStep !== undefined, progress.currentStep ?? null, trackProgress, record.runId, record.attempt,
+          record.runId,
+        ],
+      );
+      if (Number(result!.leased) === 0) throw new LeaseLostError();
     },
 
     /** Records a completion idempotently: the same key always gets the same verdict. */

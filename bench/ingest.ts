@@ -1,0 +1,80 @@
+import { pipeline } from "node:stream/promises";
+import { Readable } from "node:stream";
+import pg from "pg";
+import { from as copyFrom } from "pg-copy-streams";
+import { openAttach } from "../test/support/attach-client.ts";
+import { seedLaunchedRun } from "../test/support/seed-run.ts";
+import { startControlPlaneFixture } from "../test/support/control-plane.ts";
+import type { Figure } from "./stats.ts";
+
+const PAYLOAD = "x".repeat(80);
+
+/**
+ * Events persisted and acked per second through Attach, on one stream and on 50 concurrent
+ * streams, beside PostgreSQL's own COPY into a table shaped like `events` on the same database.
+ */
+export async function benchIngest(options: { events: number; streams: number }): Promise<Figure[]> {
+  const fx = await startControlPlaneFixture({ CORRAL_MAX_EVENTS_PER_SECOND: "10000000", CORRAL_MAX_EVENTS_BURST: "10000000" });
+  try {
+    const copyRate = await copyRowsPerSecond(fx.database.url, options.events);
+    const oneStream = await attachRate(fx, 1, options.events);
+    const manyStreams = await attachRate(fx, options.streams, Math.ceil(options.events / options.streams));
+    const baseline = { name: "COPY rows/s", value: copyRate };
+    const target = (rate: number) => ({ text: "≥ 50% of COPY", met: rate >= copyRate * 0.5 });
+    return [
+      { name: "event ingest, 1 stream", value: oneStream, unit: "events/s", baseline, target: target(oneStream) },
+      { name: `event ingest, ${options.streams} streams`, value: manyStreams, unit: "events/s", baseline, target: target(manyStreams) },
+    ];
+  } finally {
+    await fx.close();
+  }
+}
+
+async function attachRate(fx: Awaited<ReturnType<typeof startControlPlaneFixture>>, streams: number, perStream: number): Promise<number> {
+  const runs = await Promise.all(Array.from({ length: streams }, () => seedLaunchedRun(fx.sql)));
+  const attached = runs.map((run) => {
+    const stream = openAttach(fx.url);
+    stream.hello(run.runId, 1, run.token);
+    return stream;
+  });
+  await Promise.all(attached.map((s) => s.next("welcome", 0, 30_000)));
+  const started = performance.now();
+  await Promise.all(
+    attached.map(async (stream) => {
+      for (let i = 1n; i <= BigInt(perStream); i++) stream.event(i, { case: "progress", value: { message: PAYLOAD } });
+      await stream.acked(BigInt(perStream), 300_000);
+    }),
+  );
+  const seconds = (performance.now() - started) / 1000;
+  for (const stream of attached) stream.abort();
+  return (streams * perStream) / seconds;
+}
+
+async function copyRowsPerSecond(url: string, rows: number): Promise<number> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    // Same columns, defaults and unique key as events; the run id points at a real run.
+    await client.query("create table bench_copy (like events including all)");
+    const run = await client.query<{ id: string }>(
+      "insert into runs (status, runtime, repository_url, base_ref, spec) values ('running', 'local', 'file:///b', 'main', '{}') returning id",
+    );
+    const runId = run.rows[0]!.id;
+    const now = new Date().toISOString();
+    const payload = JSON.stringify({ progress: { message: PAYLOAD } }).replace(/\\/g, "\\\\");
+    const started = performance.now();
+    await pipeline(
+      Readable.from(
+        (function* () {
+          for (let i = 1; i <= rows; i++) yield `${runId}\t1\t${i}\trun.progress\t${now}\t${payload}\n`;
+        })(),
+      ),
+      client.query(copyFrom("copy bench_copy (run_id, attempt, sequence, type, occurred_at, payload) from stdin")),
+    );
+    const seconds = (performance.now() - started) / 1000;
+    await client.query("drop table bench_copy");
+    return rows / seconds;
+  } finally {
+    await client.end();
+  }
+}

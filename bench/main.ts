@@ -1,0 +1,24 @@
+import { mkdirSync, writeFileSync } from "node:fs";
+import { stopSharedPostgres } from "../test/support/postgres.ts";
+import { benchIngest } from "./ingest.ts";
+import { printTable, type Figure } from "./stats.ts";
+
+/**
+ * `npm run bench`: Corral's performance figures, each beside a baseline measured in the same
+ * run (these machines are noisy; ratios travel, absolute numbers do not). Prints a table and
+ * writes bench/results/latest.json.
+ */
+const quick = process.argv.includes("--quick");
+const figures: Figure[] = [];
+try {
+  console.log("bench: event ingest…");
+  figures.push(...(await benchIngest({ events: quick ? 5000 : 50_000, streams: 50 })));
+} finally {
+  await stopSharedPostgres();
+}
+console.log("");
+printTable(figures);
+mkdirSync(new URL("./results/", import.meta.url), { recursive: true });
+const file = new URL("./results/latest.json", import.meta.url);
+writeFileSync(file, `${JSON.stringify({ when: new Date().toISOString(), node: process.version, figures }, null, 2)}\n`);
+console.log(`\nwritten to ${file.pathname}`);
