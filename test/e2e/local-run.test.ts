@@ -1,0 +1,164 @@
+import assert from "node:assert/strict";
+import { Phase } from "@corral/contract/corral/common/v1/run_event_pb.ts";
+import { RunStatus, type Run } from "@corral/contract/corral/scheduler/v1/run_service_pb.ts";
+import { durationFromMs } from "@bufbuild/protobuf/wkt";
+import { createSeededRemote, git, remoteBranch, useTempDirs } from "../agent/support/git-fixtures.ts";
+import { startStackFixture, type StackFixture } from "../support/stack.ts";
+
+const TERMINAL: RunStatus[] = [RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED];
+
+describe("a run end to end on the local runtime", function () {
+  this.timeout(90_000);
+  let stack: StackFixture;
+  const tempDir = useTempDirs();
+  before(async () => {
+    stack = await startStackFixture();
+  });
+  after(() => stack.close());
+
+  /** Follows WatchRun to the end, collecting event types, as a client would. */
+  async function watchToEnd(runId: string): Promise<{ run: Run; types: string[]; sequences: Map<number, bigint[]>; logs: string }> {
+    let run: Run | undefined;
+    const types: string[] = [];
+    const sequences = new Map<number, bigint[]>();
+    let logs = "";
+    for await (const message of stack.client.watchRun({ runId })) {
+      if (message.update.case === "run") run = message.update.value;
+      else if (message.update.case === "event") {
+        const { attempt, event } = message.update.value;
+        types.push(event!.payload.case!);
+        sequences.set(attempt, [...(sequences.get(attempt) ?? []), event!.sequence]);
+        if (event!.payload.case === "logChunk") logs += new TextDecoder().decode(event!.payload.value.data);
+      }
+    }
+    assert.ok(run && TERMINAL.includes(run.status), "WatchRun ends only when the run is terminal");
+    return { run: run!, types, sequences, logs };
+  }
+
+  async function waitFor<T>(check: () => Promise<T | undefined>, what: string, timeoutMs = 30_000): Promise<T> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const value = await check();
+      if (value !== undefined) return value;
+      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
+
+  const inStep = (runId: string, step: string) =>
+    waitFor(async () => ((await stack.client.getRun({ runId })).run?.currentStep === step ? true : undefined), `step ${step}`);
+
+  it("pushes the branch with the agent's commit when every step succeeds", async () => {
+    const root = await tempDir("e2e");
+    const remote = await createSeededRemote(root);
+    const { run } = await stack.client.submitRun({
+      spec: {
+        repositoryUrl: remote.url,
+        baseRef: "main",
+        agent: { commandTemplate: "cat {prompt_file} >> NOTES.md && echo 'agent did its work'", prompt: "Write the notes" },
+        validationSteps: [{ name: "notes-exist", command: "grep -q 'Write the notes' NOTES.md" }],
+        commit: { message: "Add notes" },
+      },
+    });
+    const watched = await watchToEnd(run!.id);
+    assert.equal(watched.run.status, RunStatus.COMPLETED, watched.run.reason);
+    const result = watched.run.result!;
+    assert.equal(result.branch, `corral/${run!.id}`);
+    assert.deepEqual(result.changedFiles, ["NOTES.md"]);
+    assert.equal(remoteBranch(root, remote.bare, result.branch), result.commitSha, "the pushed branch points at the reported commit");
+    assert.equal(git(root, ["--git-dir", remote.bare, "log", "-1", "--format=%s|%P", result.commitSha]).trim(), `Add notes|${remote.second}`);
+    for (const type of ["runStarted", "phaseChanged", "stepStarted", "stepFinished", "logChunk", "completionAttempted"]) {
+      assert.ok(watched.types.includes(type), `no ${type} event in ${[...new Set(watched.types)]}`);
+    }
+    assert.match(watched.logs, /agent did its work/);
+    const sequences = watched.sequences.get(1)!;
+    assert.deepEqual(sequences, sequences.map((_, i) => BigInt(i + 1)), "events arrive once each, in order, without gaps");
+    assert.equal(watched.run.phase !== Phase.UNSPECIFIED, true);
+  });
+
+  it("fails when a validation step fails, and pushes nothing", async () => {
+    const root = await tempDir("e2e");
+    const remote = await createSeededRemote(root);
+    const { run } = await stack.client.submitRun({
+      spec: {
+        repositoryUrl: remote.url,
+        baseRef: "main",
+        agent: { commandTemplate: "echo change >> README.md", prompt: "change it" },
+        validationSteps: [{ name: "tests", command: "echo '2 tests failed' >&2; exit 3" }],
+      },
+    });
+    const watched = await watchToEnd(run!.id);
+    assert.equal(watched.run.status, RunStatus.FAILED);
+    assert.match(watched.run.reason, /tests/);
+    assert.match(watched.logs, /2 tests failed/);
+    assert.equal(remoteBranch(root, remote.bare, `corral/${run!.id}`), undefined);
+  });
+
+  it("fails a step that runs past its timeout", async () => {
+    const root = await tempDir("e2e");
+    const remote = await createSeededRemote(root);
+    const { run } = await stack.client.submitRun({
+      spec: {
+        repositoryUrl: remote.url,
+        baseRef: "main",
+        agent: { commandTemplate: "sleep 30", prompt: "take forever" },
+        timeouts: { step: durationFromMs(1000), grace: durationFromMs(500) },
+      },
+    });
+    const watched = await watchToEnd(run!.id);
+    assert.equal(watched.run.status, RunStatus.FAILED);
+    assert.match(watched.run.reason, /time/i);
+  });
+
+  it("cancels a run during a step promptly", async () => {
+    const root = await tempDir("e2e");
+    const remote = await createSeededRemote(root);
+    const { run } = await stack.client.submitRun({
+      spec: { repositoryUrl: remote.url, baseRef: "main", agent: { commandTemplate: "sleep 60", prompt: "wait" } },
+    });
+    await inStep(run!.id, "agent");
+    const asked = Date.now();
+    const watching = watchToEnd(run!.id);
+    await stack.client.cancelRun({ runId: run!.id, reason: "no longer needed" });
+    const watched = await watching;
+    assert.equal(watched.run.status, RunStatus.CANCELLED, watched.run.reason);
+    assert.ok(watched.types.includes("cancellationObserved"), "the agent reports that it saw the cancel");
+    assert.ok(Date.now() - asked < 15_000, "cancelled within seconds");
+    assert.equal(watched.run.cancelReason, "no longer needed");
+  });
+
+  it("fails a run whose agent is killed, with a reason, within the lease", async () => {
+    const root = await tempDir("e2e");
+    const remote = await createSeededRemote(root);
+    const { run } = await stack.client.submitRun({
+      spec: { repositoryUrl: remote.url, baseRef: "main", agent: { commandTemplate: "sleep 60", prompt: "wait" } },
+    });
+    await inStep(run!.id, "agent");
+    const attempt = await stack.sql.one<{ runtime_handle: { pid: number } }>("select runtime_handle from attempts where run_id = ?", [run!.id]);
+    const killed = Date.now();
+    process.kill(-attempt!.runtime_handle.pid, "SIGKILL");
+    const watched = await watchToEnd(run!.id);
+    assert.equal(watched.run.status, RunStatus.FAILED);
+    assert.match(watched.run.reason, /killed by SIGKILL|no completion/);
+    assert.ok(Date.now() - killed < 3000 + 5000, "finalized within the lease (3s) plus the sweep");
+  });
+
+  it("survives a control-plane restart mid-run: the agent reconnects and nothing is lost or duplicated", async () => {
+    const root = await tempDir("e2e");
+    const remote = await createSeededRemote(root);
+    const { run } = await stack.client.submitRun({
+      spec: {
+        repositoryUrl: remote.url,
+        baseRef: "main",
+        agent: { commandTemplate: "for i in $(seq 1 40); do echo line $i; sleep 0.1; done; echo done >> README.md", prompt: "talk" },
+      },
+    });
+    await inStep(run!.id, "agent");
+    await stack.restartControlPlane();
+    const watched = await watchToEnd(run!.id);
+    assert.equal(watched.run.status, RunStatus.COMPLETED, watched.run.reason);
+    const sequences = watched.sequences.get(1)!;
+    assert.deepEqual(sequences, sequences.map((_, i) => BigInt(i + 1)));
+    for (let i = 1; i <= 40; i++) assert.match(watched.logs, new RegExp(`line ${i}\\n`));
+  });
+});

@@ -1,0 +1,80 @@
+import { chmod, mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createClient, type Client } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
+import { RunService } from "@corral/contract/corral/scheduler/v1/run_service_pb.ts";
+import { loadConfig } from "@corral/plumbing/config.ts";
+import { createLogger } from "@corral/plumbing/logger.ts";
+import { createSql, type Sql } from "@corral/plumbing/db/sql.ts";
+import { controlPlaneConfig } from "@corral/control-plane/config.ts";
+import { startControlPlane, type ControlPlane } from "@corral/control-plane/start-control-plane.ts";
+import { schedulerConfig } from "@corral/scheduler/config.ts";
+import { startScheduler, type Scheduler } from "@corral/scheduler/start-scheduler.ts";
+import { createTestDatabase, type TestDatabase } from "./postgres.ts";
+
+export interface StackFixture {
+  client: Client<typeof RunService>;
+  sql: Sql;
+  scheduler: Scheduler;
+  controlPlane: ControlPlane;
+  workRoot: string;
+  /** Stops the control plane, and starts a new one on the same port and database. */
+  restartControlPlane(): Promise<void>;
+  close(): Promise<void>;
+}
+
+const logger = () => createLogger({ name: "stack", level: process.env.TEST_LOG_LEVEL ?? "silent" });
+
+/**
+ * The real scheduler and control plane on one fresh database, launching real agent processes
+ * through the local runtime. Short leases and windows keep failure scenarios quick.
+ */
+export async function startStackFixture(env: Record<string, string> = {}): Promise<StackFixture> {
+  const database: TestDatabase = await createTestDatabase();
+  const workRoot = await mkdtemp(join(tmpdir(), "corral-work-"));
+  await chmod(workRoot, 0o755);
+  const controlPlaneEnv = {
+    DATABASE_URL: database.url,
+    CORRAL_CONTROL_PLANE_LISTEN: "127.0.0.1:0",
+    CORRAL_HEARTBEAT_INTERVAL: "500ms",
+    CORRAL_LEASE_DURATION: "3s",
+    ...env,
+  };
+  let controlPlane = await startControlPlane(loadConfig(controlPlaneConfig, controlPlaneEnv), logger());
+  const controlPlaneUrl = controlPlane.server.url;
+  const scheduler = await startScheduler(
+    loadConfig(schedulerConfig, {
+      DATABASE_URL: database.url,
+      CORRAL_SCHEDULER_LISTEN: "127.0.0.1:0",
+      CORRAL_CONTROL_PLANE_URL: controlPlaneUrl,
+      CORRAL_WORK_ROOT: workRoot,
+      CORRAL_COMPLETION_WAIT: "1s",
+      CORRAL_RECONCILE_INTERVAL: "500ms",
+      CORRAL_DEFAULT_GRACE: "2s",
+      CORRAL_LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? "warn",
+      ...env,
+    }),
+    logger(),
+  );
+  return {
+    client: createClient(RunService, createGrpcTransport({ baseUrl: scheduler.server.url })),
+    sql: createSql(scheduler.database.orm),
+    scheduler,
+    get controlPlane() {
+      return controlPlane;
+    },
+    workRoot,
+    async restartControlPlane() {
+      const port = controlPlane.server.port;
+      await controlPlane.close(100);
+      controlPlane = await startControlPlane(loadConfig(controlPlaneConfig, { ...controlPlaneEnv, CORRAL_CONTROL_PLANE_LISTEN: `127.0.0.1:${port}` }), logger());
+    },
+    async close() {
+      await scheduler.close(1000);
+      await controlPlane.close(1000);
+      await database.drop();
+      await rm(workRoot, { recursive: true, force: true });
+    },
+  };
+}
