@@ -1,6 +1,7 @@
 import { mkdirSync, writeFileSync } from "node:fs";
 import { stopSharedPostgres } from "../test/support/postgres.ts";
 import { benchIngest } from "./ingest.ts";
+import { benchRuns } from "./runs.ts";
 import { printTable, type Figure } from "./stats.ts";
 
 /**
@@ -13,6 +14,8 @@ const figures: Figure[] = [];
 try {
   console.log("bench: event ingest…");
   figures.push(...(await benchIngest({ events: quick ? 5000 : 50_000, streams: 50 })));
+  console.log("bench: cancel latency and submit → attached, with real agents…");
+  figures.push(...(await benchRuns({ cancels: quick ? 32 : 200, submits: quick ? 10 : 30 })));
 } finally {
   await stopSharedPostgres();
 }
