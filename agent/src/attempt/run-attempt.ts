@@ -1,0 +1,181 @@
+import { hostname } from "node:os";
+import { create } from "@bufbuild/protobuf";
+import { durationFromMs } from "@bufbuild/protobuf/wkt";
+import { Phase } from "@corral/contract/corral/common/v1/run_event_pb.ts";
+import { ArtifactState, RunSpecSchema } from "@corral/contract/corral/common/v1/run_spec_pb.ts";
+import { CompletionOutcome } from "@corral/contract/corral/runner/v1/runner_service_pb.ts";
+import type { Logger } from "@corral/plumbing/logger.ts";
+import { CancelRequest } from "../pipeline/cancel-request.ts";
+import {
+  LOG_STREAM_TO_PROTO,
+  PHASE_TO_PROTO,
+  pipelineSpecFromRunSpec,
+  STATUS_TO_PROTO,
+  STEP_KIND_TO_PROTO,
+  STEP_OUTCOME_TO_PROTO,
+} from "../pipeline/contract-mapping.ts";
+import type { AgentSession, AttachedAssignment } from "../session/agent-session.ts";
+import type { PipelineObserver, PipelinePort, PipelineResult, PipelineSpec } from "./pipeline-port.ts";
+
+export interface RunAttemptOptions {
+  session: AgentSession;
+  /** What the session's first welcome brought. */
+  attached: AttachedAssignment;
+  pipeline: PipelinePort;
+  /** The run's workspace (CORRAL_WORK_DIR). */
+  workDir: string;
+  agentVersion: string;
+  logger: Logger;
+  /**
+   * Aborting it stops the attempt the way a pushed cancel does (the agent got SIGTERM): the
+   * running step is stopped and the attempt completes as cancelled.
+   */
+  signal?: AbortSignal;
+}
+
+export interface AttemptOutcome {
+  status: PipelineResult["status"];
+  reason?: string;
+  /** The control plane's answer to the completion. */
+  completion: CompletionOutcome;
+}
+
+/**
+ * One attempt, from assignment to acknowledged completion: run.started, then the pipeline with
+ * its observer turned into events, then run.completion_attempted and Complete. A pushed
+ * cancel is acknowledged with run.cancellation_observed and aborts the pipeline with the
+ * cancel's grace; losing the session for good aborts it too, since nobody could be told.
+ * Rejects only with the session's SessionFailure.
+ */
+export async function runAttempt(options: RunAttemptOptions): Promise<AttemptOutcome> {
+  const { session, attached } = options;
+  const { assignment } = attached;
+  const log = options.logger.child({ runId: assignment.runId, attempt: assignment.attempt });
+  const controller = new AbortController();
+  const stopWith = (reason: string, graceMs?: number) => {
+    if (!controller.signal.aborted) controller.abort(new CancelRequest(reason, graceMs));
+  };
+  let phase: Phase = Phase.UNSPECIFIED;
+  const enterPhase = (next: Phase) => {
+    if (next === phase) return;
+    session.emit({ case: "phaseChanged", value: { phase: next, previous: phase } });
+    phase = next;
+  };
+
+  session.markRunning();
+  session.emit({ case: "runStarted", value: { agentVersion: options.agentVersion, protocolVersion: attached.protocolVersion, hostname: hostname() } });
+
+  let spec: PipelineSpec | undefined;
+  let result: PipelineResult | undefined;
+  try {
+    spec = pipelineSpecFromRunSpec(assignment.spec ?? create(RunSpecSchema), assignment.runId);
+  } catch (error) {
+    result = { status: "failed", reason: `the assignment cannot run: ${(error as Error).message}` };
+  }
+
+  const unsubscribeCancel = session.onCancel((notice) => {
+    const graceMs = notice.graceMs ?? spec?.timeouts.graceMs;
+    session.emit({
+      case: "cancellationObserved",
+      value: { reason: notice.reason, grace: graceMs === undefined ? undefined : durationFromMs(graceMs) },
+    });
+    stopWith(notice.reason, notice.graceMs);
+  });
+  const onStopSignal = () => {
+    session.emit({ case: "warning", value: { code: "agent_terminated", message: "the agent was asked to stop; cancelling the run" } });
+    stopWith("the agent was asked to stop");
+  };
+  if (options.signal?.aborted) onStopSignal();
+  else options.signal?.addEventListener("abort", onStopSignal, { once: true });
+  void session.finished().then((ended) => {
+    if (ended.state === "failed") stopWith(`lost the control plane: ${ended.error.message}`);
+  });
+
+  try {
+    if (spec && !result) {
+      result = await runPipelineSafely(options, spec, controller.signal, observerFor(session, spec, enterPhase, log), log);
+    }
+  } finally {
+    unsubscribeCancel();
+    options.signal?.removeEventListener("abort", onStopSignal);
+  }
+  const ended = result!;
+
+  enterPhase(Phase.FINISHING);
+  const status = STATUS_TO_PROTO[ended.status];
+  session.emit({ case: "completionAttempted", value: { status, idempotencyKey: session.idempotencyKey } });
+  log.info({ status: ended.status, reason: ended.reason }, "attempt finished; completing");
+  const completion = await session.complete({
+    status,
+    result: ended.status === "succeeded" ? ended.result : undefined,
+    reason: ended.reason ?? "",
+    // Filled in once artifacts are uploaded; until then the attempt reports nothing about them.
+    artifactState: ArtifactState.UNSPECIFIED,
+  });
+  return { status: ended.status, ...(ended.reason === undefined ? {} : { reason: ended.reason }), completion };
+}
+
+async function runPipelineSafely(
+  options: RunAttemptOptions,
+  spec: PipelineSpec,
+  signal: AbortSignal,
+  observer: PipelineObserver,
+  log: Logger,
+): Promise<PipelineResult> {
+  const credentials = options.attached.assignment.gitCredentials;
+  try {
+    return await options.pipeline({
+      spec,
+      runId: options.attached.assignment.runId,
+      workDir: options.workDir,
+      gitCredentials: credentials?.password ? { username: credentials.username, password: credentials.password, urlPrefix: credentials.urlPrefix } : undefined,
+      signal,
+      observer,
+    });
+  } catch (error) {
+    // The pipeline promises not to reject; if it does, the attempt still completes.
+    log.error({ err: error }, "the pipeline crashed");
+    return { status: "failed", reason: `the agent's pipeline crashed: ${(error as Error).message}` };
+  }
+}
+
+/** The pipeline's observer as events. Each callback is guarded: an observer must not throw. */
+function observerFor(session: AgentSession, spec: PipelineSpec, enterPhase: (phase: Phase) => void, log: Logger): PipelineObserver {
+  const validations = spec.validationSteps.length;
+  let validation = 0;
+  const guarded = <A extends unknown[]>(what: string, f: (...args: A) => void) => (...args: A) => {
+    try {
+      f(...args);
+    } catch (error) {
+      log.error({ err: error, what }, "turning a pipeline report into an event failed");
+    }
+  };
+  return {
+    phaseChanged: guarded("phase", (phase) => enterPhase(PHASE_TO_PROTO[phase])),
+    stepStarted: guarded("step.started", (step) => {
+      session.emit({ case: "stepStarted", value: { name: step.name, kind: STEP_KIND_TO_PROTO[step.kind], timeout: durationFromMs(step.timeoutMs) } });
+      if (step.kind === "validation" && validation < validations) {
+        validation += 1;
+        session.emit({
+          case: "progress",
+          value: { message: `validation step ${validation} of ${validations}: ${step.name}`, percent: Math.round(((validation - 1) / validations) * 100) },
+        });
+      }
+    }),
+    stepFinished: guarded("step.finished", (step) => {
+      session.emit({
+        case: "stepFinished",
+        value: {
+          name: step.name,
+          kind: STEP_KIND_TO_PROTO[step.kind],
+          outcome: STEP_OUTCOME_TO_PROTO[step.outcome],
+          exitCode: step.exitCode,
+          signal: step.signal ?? "",
+          duration: durationFromMs(step.durationMs),
+          message: step.message ?? "",
+        },
+      });
+    }),
+    output: guarded("log.chunk", (chunk) => session.emitLog({ step: chunk.step, stream: LOG_STREAM_TO_PROTO[chunk.stream], data: chunk.data })),
+  };
+}

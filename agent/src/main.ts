@@ -1,0 +1,74 @@
+import { readFileSync } from "node:fs";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { ConfigError } from "@corral/plumbing/config.ts";
+import { createLogger } from "@corral/plumbing/logger.ts";
+import { EXIT, runAgent } from "./attempt/run-agent.ts";
+import { loadAgentConfig, readCredential, type AgentConfig } from "./config.ts";
+import { runPipeline } from "./pipeline/run-pipeline.ts";
+
+// The runner agent's process: configuration from the environment, the credential from stdin
+// (or CORRAL_CREDENTIAL_FILE), structured logs on stderr, and an exit code that tells the
+// runtime whether the control plane has the attempt's completion (0) or not.
+
+const NAME = "corral-agent";
+const AGENT_VERSION = (JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as { version: string }).version;
+
+let config: AgentConfig;
+let credential: string;
+try {
+  config = loadAgentConfig();
+  credential = await readCredential({ file: config.CORRAL_CREDENTIAL_FILE });
+} catch (error) {
+  if (!(error instanceof ConfigError)) throw error;
+  process.stderr.write(`${NAME}: ${error.message}\n`);
+  process.exit(EXIT.config);
+}
+
+// stderr is synchronous for files and pipes on Linux, so nothing is lost at process.exit.
+const logger = createLogger({ name: NAME, level: config.CORRAL_LOG_LEVEL, destination: process.stderr });
+
+// The first SIGTERM/SIGINT cancels the attempt, which then completes as cancelled; a second
+// one exits at once (the runtime escalates to SIGKILL anyway).
+const stop = new AbortController();
+const onSignal = (signal: NodeJS.Signals) => {
+  if (stop.signal.aborted) {
+    logger.warn({ signal }, "second signal; exiting now");
+    process.exit(EXIT.failed);
+  }
+  logger.info({ signal }, "asked to stop; cancelling the attempt");
+  stop.abort(signal);
+};
+process.on("SIGTERM", onSignal);
+process.on("SIGINT", onSignal);
+
+const ownWorkDir = config.CORRAL_WORK_DIR === undefined;
+const workDir = config.CORRAL_WORK_DIR ?? (await mkdtemp(join(tmpdir(), "corral-agent-")));
+logger.info({ controlPlane: config.CORRAL_CONTROL_PLANE_URL, runId: config.CORRAL_RUN_ID, attempt: config.CORRAL_ATTEMPT, workDir, version: AGENT_VERSION }, "agent starting");
+
+const exit = await runAgent({
+  controlPlaneUrl: config.CORRAL_CONTROL_PLANE_URL,
+  runId: config.CORRAL_RUN_ID,
+  attempt: config.CORRAL_ATTEMPT,
+  credential,
+  agentVersion: AGENT_VERSION,
+  workDir,
+  logger,
+  pipeline: runPipeline,
+  signal: stop.signal,
+  reconnect: {
+    initialDelayMs: config.CORRAL_RECONNECT_INITIAL_DELAY,
+    maxDelayMs: config.CORRAL_RECONNECT_MAX_DELAY,
+    giveUpAfterMs: config.CORRAL_RECONNECT_GIVE_UP,
+  },
+});
+
+if (ownWorkDir) await rm(workDir, { recursive: true, force: true }).catch((error: unknown) => logger.warn({ err: error, workDir }, "could not remove the work dir"));
+if (exit.exitCode === EXIT.ok) logger.info({ exitCode: exit.exitCode }, exit.message);
+else {
+  logger.error({ exitCode: exit.exitCode, kind: exit.failure?.kind }, exit.message);
+  process.stderr.write(`${NAME}: ${exit.message}\n`);
+}
+// Exit explicitly: a step's leftover handle must not keep a finished agent alive.
+process.exit(exit.exitCode);
