@@ -162,3 +162,47 @@ describe("a run end to end on the local runtime", function () {
     for (let i = 1; i <= 40; i++) assert.match(watched.logs, new RegExp(`line ${i}\\n`));
   });
 });
+
+describe("a scheduler restarted while its runs are in flight", function () {
+  this.timeout(90_000);
+  const tempDir = useTempDirs();
+
+  it("picks the runs up again: a successful agent still completes its run, a cancel still lands", async () => {
+    const stack = await startStackFixture();
+    try {
+      const root = await tempDir("restart");
+      const remote = await createSeededRemote(root);
+      const slow = await stack.client.submitRun({
+        spec: { repositoryUrl: remote.url, baseRef: "main", agent: { commandTemplate: "sleep 3; echo later >> README.md", prompt: "slow" } },
+      });
+      const forever = await stack.client.submitRun({
+        spec: { repositoryUrl: remote.url, baseRef: "main", agent: { commandTemplate: "sleep 600", prompt: "forever" } },
+      });
+      for (const run of [slow.run!, forever.run!]) {
+        const deadline = Date.now() + 30_000;
+        while ((await stack.client.getRun({ runId: run.id })).run?.currentStep !== "agent") {
+          assert.ok(Date.now() < deadline, "the agent step should start");
+          await new Promise((resolve) => setTimeout(resolve, 100));
+        }
+      }
+      await stack.restartScheduler();
+      await stack.client.cancelRun({ runId: forever.run!.id, reason: "after restart" });
+      const settle = async (runId: string) => {
+        const deadline = Date.now() + 30_000;
+        for (;;) {
+          const run = (await stack.client.getRun({ runId })).run!;
+          if (TERMINAL.includes(run.status)) return run;
+          assert.ok(Date.now() < deadline, `run ${runId} did not finish`);
+          await new Promise((resolve) => setTimeout(resolve, 200));
+        }
+      };
+      const completed = await settle(slow.run!.id);
+      assert.equal(completed.status, RunStatus.COMPLETED, completed.reason);
+      assert.equal(remoteBranch(root, remote.bare, completed.result!.branch), completed.result!.commitSha);
+      const cancelled = await settle(forever.run!.id);
+      assert.equal(cancelled.status, RunStatus.CANCELLED, cancelled.reason);
+    } finally {
+      await stack.close();
+    }
+  });
+});

@@ -21,6 +21,8 @@ export interface StackFixture {
   workRoot: string;
   /** Stops the control plane, and starts a new one on the same port and database. */
   restartControlPlane(): Promise<void>;
+  /** Stops the scheduler (its agents keep running), and starts a new one on the same port and database. */
+  restartScheduler(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -43,10 +45,10 @@ export async function startStackFixture(env: Record<string, string> = {}): Promi
   };
   let controlPlane = await startControlPlane(loadConfig(controlPlaneConfig, controlPlaneEnv), logger());
   const controlPlaneUrl = controlPlane.server.url;
-  const scheduler = await startScheduler(
+  const schedulerEnv = (listen: string) =>
     loadConfig(schedulerConfig, {
       DATABASE_URL: database.url,
-      CORRAL_SCHEDULER_LISTEN: "127.0.0.1:0",
+      CORRAL_SCHEDULER_LISTEN: listen,
       CORRAL_CONTROL_PLANE_URL: controlPlaneUrl,
       CORRAL_WORK_ROOT: workRoot,
       CORRAL_COMPLETION_WAIT: "1s",
@@ -54,13 +56,16 @@ export async function startStackFixture(env: Record<string, string> = {}): Promi
       CORRAL_DEFAULT_GRACE: "2s",
       CORRAL_LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? "warn",
       ...env,
-    }),
-    logger(),
-  );
+    });
+  let scheduler = await startScheduler(schedulerEnv("127.0.0.1:0"), logger());
   return {
     client: createClient(RunService, createGrpcTransport({ baseUrl: scheduler.server.url })),
-    sql: createSql(scheduler.database.orm),
-    scheduler,
+    get sql() {
+      return createSql(scheduler.database.orm);
+    },
+    get scheduler() {
+      return scheduler;
+    },
     get controlPlane() {
       return controlPlane;
     },
@@ -69,6 +74,11 @@ export async function startStackFixture(env: Record<string, string> = {}): Promi
       const port = controlPlane.server.port;
       await controlPlane.close(100);
       controlPlane = await startControlPlane(loadConfig(controlPlaneConfig, { ...controlPlaneEnv, CORRAL_CONTROL_PLANE_LISTEN: `127.0.0.1:${port}` }), logger());
+    },
+    async restartScheduler() {
+      const port = scheduler.server.port;
+      await scheduler.close(100);
+      scheduler = await startScheduler(schedulerEnv(`127.0.0.1:${port}`), logger());
     },
     async close() {
       await scheduler.close(1000);

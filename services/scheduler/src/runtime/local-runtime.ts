@@ -19,6 +19,11 @@ export interface LocalRuntimeOptions {
 // The agent inherits nothing else from the scheduler: DATABASE_URL and friends stay here.
 const INHERITED_ENV = ["PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "TZ"];
 
+// The agent runs under a shell that records its exit status in a file, so that a scheduler
+// restarted while the agent ran can still tell success from failure (it is not the parent
+// any more, and the table fails a run whose process fact is merely "missing").
+const RECORD_EXIT = '"$@"; code=$?; echo "$code" > "$CORRAL_EXIT_FILE"; exit "$code"';
+
 /**
  * Runs each attempt's agent as a child process in its own process group and work directory.
  * The credential goes to the agent's stdin, never into its environment or argv.
@@ -30,6 +35,7 @@ export function createLocalRuntime(options: LocalRuntimeOptions): RuntimeBackend
   const listeners: FactListener[] = [];
   const key = (runId: string, attempt: number) => `${runId}/${attempt}`;
   const dirOf = (runId: string, attempt: number) => join(workRoot, runId, String(attempt));
+  const exitFileOf = (runId: string, attempt: number) => `${dirOf(runId, attempt)}.exit`;
 
   return {
     name: "local",
@@ -55,10 +61,11 @@ export function createLocalRuntime(options: LocalRuntimeOptions): RuntimeBackend
         CORRAL_RUN_ID: request.runId,
         CORRAL_ATTEMPT: String(request.attempt),
         CORRAL_WORK_DIR: workDir,
+        CORRAL_EXIT_FILE: exitFileOf(request.runId, request.attempt),
       });
       let child: ChildProcess;
       try {
-        child = spawn(agentCommand[0]!, agentCommand.slice(1), { cwd: workDir, env, detached: true, stdio: ["pipe", log, log] });
+        child = spawn("/bin/sh", ["-c", RECORD_EXIT, "corral-agent", ...agentCommand], { cwd: workDir, env, detached: true, stdio: ["pipe", log, log] });
       } finally {
         closeSync(log);
       }
@@ -85,6 +92,11 @@ export function createLocalRuntime(options: LocalRuntimeOptions): RuntimeBackend
       if (entry) return { fact: entry.fact, detail: entry.detail };
       // Not started by this process (a scheduler restart): ask the OS, and make sure the pid
       // still belongs to this attempt's agent rather than a recycled one.
+      const recorded = await readFile(exitFileOf(runId, attempt), "utf8").catch(() => undefined);
+      if (recorded !== undefined) {
+        const code = Number(recorded.trim());
+        return code === 0 ? { fact: "succeeded", detail: "" } : { fact: "failed", detail: `the agent process exited with code ${code}` };
+      }
       if (!handle?.pid) return { fact: "missing", detail: "the agent process was never started" };
       const environ = await readFile(`/proc/${handle.pid}/environ`, "utf8").catch(() => "");
       const ours = environ.split("\0").includes(`CORRAL_RUN_ID=${runId}`) && environ.split("\0").includes(`CORRAL_ATTEMPT=${attempt}`);
@@ -101,6 +113,7 @@ export function createLocalRuntime(options: LocalRuntimeOptions): RuntimeBackend
     async cleanup(runId, attempt) {
       children.delete(key(runId, attempt));
       await rm(dirOf(runId, attempt), { recursive: true, force: true });
+      await rm(exitFileOf(runId, attempt), { force: true });
     },
 
     onFact(listener) {
