@@ -57,7 +57,10 @@ export async function up(args: string[]): Promise<number> {
 
   say("");
   say("Corral is up.");
-  for (const service of stack.services) say(`  ${LABELS[service.name] ?? service.name} ${service.url}`);
+  for (const name of ["scheduler", "control-plane", "artifact"]) {
+    const service = stack.services.find((s) => s.name === name)!;
+    say(`  ${LABELS[name]} ${service.url}`);
+  }
   say(`  postgres       ${stack.embedded ? `embedded, data in ${config.CORRAL_HOME}/pg` : "DATABASE_URL"}`);
   say(`  logs           ${config.CORRAL_HOME}/logs/`);
   say("Press Ctrl-C to stop.");

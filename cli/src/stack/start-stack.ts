@@ -36,11 +36,14 @@ export interface Stack {
   stop(graceMs?: number): Promise<void>;
 }
 
-/** The services `corral up` starts, by package entry point. */
+/**
+ * The services `corral up` starts, by package entry point, in dependency order: each later
+ * service is told the actual address of the earlier ones (ports may be 0, chosen at start).
+ */
 const SERVICES = [
-  { name: "scheduler", entry: "@corral/scheduler/main.ts" },
-  { name: "control-plane", entry: "@corral/control-plane/main.ts" },
-  { name: "artifact", entry: "@corral/artifact/main.ts" },
+  { name: "artifact", entry: "@corral/artifact/main.ts", urlVariable: "CORRAL_ARTIFACT_URL" },
+  { name: "control-plane", entry: "@corral/control-plane/main.ts", urlVariable: "CORRAL_CONTROL_PLANE_URL" },
+  { name: "scheduler", entry: "@corral/scheduler/main.ts", urlVariable: "CORRAL_SCHEDULER_URL" },
 ];
 
 /**
@@ -73,12 +76,12 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     const count = database.applied.length;
     progress(count === 0 ? "database schema up to date" : `database schema: applied ${count} migration${count === 1 ? "" : "s"}`);
 
+    const env: NodeJS.ProcessEnv = { CORRAL_WORK_ROOT: join(home, "work"), ...options.env, DATABASE_URL: databaseUrl };
     for (const service of SERVICES) {
       progress(`starting ${service.name}`);
-      services.push(await startService(service.name, service.entry, logs, {
-        ...options.env,
-        DATABASE_URL: databaseUrl,
-      }, options.startTimeoutMs ?? 60_000));
+      const started = await startService(service.name, service.entry, logs, env, options.startTimeoutMs ?? 60_000);
+      services.push(started);
+      env[service.urlVariable] ??= started.url;
     }
   } catch (error) {
     await stopServices(2000);

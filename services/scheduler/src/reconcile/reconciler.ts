@@ -118,7 +118,9 @@ export function createReconciler(options: ReconcilerOptions) {
     });
     if (!decision.decided) return;
 
-    const reason = [row.completion_reason && decision.status !== "completed" ? row.completion_reason : "", ...notes, decision.reason, observed.detail]
+    // The agent's own reason and the process detail explain a failure; a success needs neither.
+    const failed = decision.status === "failed";
+    const reason = [decision.status !== "completed" ? row.completion_reason : "", ...notes, decision.reason, failed ? observed.detail : ""]
       .filter(Boolean)
       .join("; ");
     await finalize(row, decision.status, reason);
