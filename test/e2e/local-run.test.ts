@@ -1,7 +1,9 @@
 import assert from "node:assert/strict";
 import { Phase } from "@corral/contract/corral/common/v1/run_event_pb.ts";
-import { RunStatus, type Run } from "@corral/contract/corral/scheduler/v1/run_service_pb.ts";
+import type { MessageInitShape } from "@bufbuild/protobuf";
+import { RunStatus, type Run, type SubmitRunRequestSchema } from "@corral/contract/corral/scheduler/v1/run_service_pb.ts";
 import { durationFromMs } from "@bufbuild/protobuf/wkt";
+
 import { createSeededRemote, git, remoteBranch, useTempDirs } from "../agent/support/git-fixtures.ts";
 import { startStackFixture, type StackFixture } from "../support/stack.ts";
 
@@ -45,20 +47,22 @@ describe("a run end to end on the local runtime", function () {
     }
   }
 
+  /** Submits a run against a fresh seeded bare remote. */
+  async function submit(spec: Record<string, unknown>) {
+    const root = await tempDir("e2e");
+    const remote = await createSeededRemote(root);
+    const { run } = await stack.client.submitRun({ spec: { repositoryUrl: remote.url, baseRef: "main", ...spec } as MessageInitShape<typeof SubmitRunRequestSchema>["spec"] });
+    return { root, remote, run };
+  }
+
   const inStep = (runId: string, step: string) =>
     waitFor(async () => ((await stack.client.getRun({ runId })).run?.currentStep === step ? true : undefined), `step ${step}`);
 
   it("pushes the branch with the agent's commit when every step succeeds", async () => {
-    const root = await tempDir("e2e");
-    const remote = await createSeededRemote(root);
-    const { run } = await stack.client.submitRun({
-      spec: {
-        repositoryUrl: remote.url,
-        baseRef: "main",
-        agent: { commandTemplate: "cat {prompt_file} >> NOTES.md && echo 'agent did its work'", prompt: "Write the notes" },
-        validationSteps: [{ name: "notes-exist", command: "grep -q 'Write the notes' NOTES.md" }],
-        commit: { message: "Add notes" },
-      },
+    const { root, remote, run } = await submit({
+      agent: { commandTemplate: "cat {prompt_file} >> NOTES.md && echo 'agent did its work'", prompt: "Write the notes" },
+      validationSteps: [{ name: "notes-exist", command: "grep -q 'Write the notes' NOTES.md" }],
+      commit: { message: "Add notes" },
     });
     const watched = await watchToEnd(run!.id);
     assert.equal(watched.run.status, RunStatus.COMPLETED, watched.run.reason);
@@ -73,19 +77,13 @@ describe("a run end to end on the local runtime", function () {
     assert.match(watched.logs, /agent did its work/);
     const sequences = watched.sequences.get(1)!;
     assert.deepEqual(sequences, sequences.map((_, i) => BigInt(i + 1)), "events arrive once each, in order, without gaps");
-    assert.equal(watched.run.phase !== Phase.UNSPECIFIED, true);
+    assert.notEqual(watched.run.phase, Phase.UNSPECIFIED, "the run shows the last phase the agent reported");
   });
 
   it("fails when a validation step fails, and pushes nothing", async () => {
-    const root = await tempDir("e2e");
-    const remote = await createSeededRemote(root);
-    const { run } = await stack.client.submitRun({
-      spec: {
-        repositoryUrl: remote.url,
-        baseRef: "main",
-        agent: { commandTemplate: "echo change >> README.md", prompt: "change it" },
-        validationSteps: [{ name: "tests", command: "echo '2 tests failed' >&2; exit 3" }],
-      },
+    const { root, remote, run } = await submit({
+      agent: { commandTemplate: "echo change >> README.md", prompt: "change it" },
+      validationSteps: [{ name: "tests", command: "echo '2 tests failed' >&2; exit 3" }],
     });
     const watched = await watchToEnd(run!.id);
     assert.equal(watched.run.status, RunStatus.FAILED);
@@ -95,15 +93,9 @@ describe("a run end to end on the local runtime", function () {
   });
 
   it("fails a step that runs past its timeout", async () => {
-    const root = await tempDir("e2e");
-    const remote = await createSeededRemote(root);
-    const { run } = await stack.client.submitRun({
-      spec: {
-        repositoryUrl: remote.url,
-        baseRef: "main",
-        agent: { commandTemplate: "sleep 30", prompt: "take forever" },
-        timeouts: { step: durationFromMs(1000), grace: durationFromMs(500) },
-      },
+    const { root, remote, run } = await submit({
+      agent: { commandTemplate: "sleep 30", prompt: "take forever" },
+      timeouts: { step: durationFromMs(1000), grace: durationFromMs(500) },
     });
     const watched = await watchToEnd(run!.id);
     assert.equal(watched.run.status, RunStatus.FAILED);
@@ -111,11 +103,7 @@ describe("a run end to end on the local runtime", function () {
   });
 
   it("cancels a run during a step promptly", async () => {
-    const root = await tempDir("e2e");
-    const remote = await createSeededRemote(root);
-    const { run } = await stack.client.submitRun({
-      spec: { repositoryUrl: remote.url, baseRef: "main", agent: { commandTemplate: "sleep 60", prompt: "wait" } },
-    });
+    const { run } = await submit({ agent: { commandTemplate: "sleep 60", prompt: "wait" } });
     await inStep(run!.id, "agent");
     const asked = Date.now();
     const watching = watchToEnd(run!.id);
@@ -128,11 +116,7 @@ describe("a run end to end on the local runtime", function () {
   });
 
   it("fails a run whose agent is killed, with a reason, within the lease", async () => {
-    const root = await tempDir("e2e");
-    const remote = await createSeededRemote(root);
-    const { run } = await stack.client.submitRun({
-      spec: { repositoryUrl: remote.url, baseRef: "main", agent: { commandTemplate: "sleep 60", prompt: "wait" } },
-    });
+    const { run } = await submit({ agent: { commandTemplate: "sleep 60", prompt: "wait" } });
     await inStep(run!.id, "agent");
     const attempt = await stack.sql.one<{ runtime_handle: { pid: number } }>("select runtime_handle from attempts where run_id = ?", [run!.id]);
     const killed = Date.now();
@@ -144,14 +128,8 @@ describe("a run end to end on the local runtime", function () {
   });
 
   it("survives a control-plane restart mid-run: the agent reconnects and nothing is lost or duplicated", async () => {
-    const root = await tempDir("e2e");
-    const remote = await createSeededRemote(root);
-    const { run } = await stack.client.submitRun({
-      spec: {
-        repositoryUrl: remote.url,
-        baseRef: "main",
-        agent: { commandTemplate: "for i in $(seq 1 40); do echo line $i; sleep 0.1; done; echo done >> README.md", prompt: "talk" },
-      },
+    const { root, remote, run } = await submit({
+      agent: { commandTemplate: "for i in $(seq 1 40); do echo line $i; sleep 0.1; done; echo done >> README.md", prompt: "talk" },
     });
     await inStep(run!.id, "agent");
     await stack.restartControlPlane();
