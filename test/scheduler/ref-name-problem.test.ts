@@ -1,0 +1,65 @@
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import fc from "fast-check";
+import { isFullObjectId, refNameProblem } from "@corral/scheduler/runs/ref-name-problem.ts";
+import { submitRunLimits } from "@corral/scheduler/runs/submit-run-limits.ts";
+
+/** git itself, the authority on ref names. */
+function gitAccepts(name: string): boolean {
+  return spawnSync("git", ["check-ref-format", "--allow-onelevel", name]).status === 0;
+}
+
+// Characters that git's rules are about, mixed with ordinary ones so names of both kinds come up.
+const refCharacter = fc.oneof(
+  { weight: 6, arbitrary: fc.constantFrom(..."ab9_-é/.".split(""), "lock") },
+  { weight: 1, arbitrary: fc.constantFrom(..."@{}~^:?*[\\ \t\x7f".split(""), ".lock", "..", "//", "@{") },
+);
+
+describe("refNameProblem", () => {
+  it("agrees with git check-ref-format on every name without a leading '-'", function () {
+    // Hundreds of git processes; slow on a loaded machine.
+    this.timeout(60_000);
+    fc.assert(
+      fc.property(fc.array(refCharacter, { maxLength: 12 }).map((parts) => parts.join("")), (name) => {
+        fc.pre(!name.startsWith("-"));
+        assert.equal(refNameProblem(name) === undefined, gitAccepts(name), JSON.stringify(name));
+      }),
+      { numRuns: 400 },
+    );
+  });
+
+  it("accepts what people pass as base refs", () => {
+    for (const name of ["main", "release/2.x", "v1.2.3", "refs/heads/main", "feature/añadir", "HEAD", "a".repeat(40)]) {
+      assert.equal(refNameProblem(name), undefined, name);
+      assert.ok(gitAccepts(name), name);
+    }
+  });
+
+  it("refuses a leading '-', which git commands would read as an option", () => {
+    assert.match(refNameProblem("-main") ?? "", /must not start with '-'/);
+    assert.match(refNameProblem("--upload-pack=evil") ?? "", /must not start with '-'/);
+  });
+
+  it("refuses names longer than a file name can be", () => {
+    assert.equal(refNameProblem("a".repeat(submitRunLimits.refNameBytes)), undefined);
+    assert.match(refNameProblem("a".repeat(submitRunLimits.refNameBytes + 1)) ?? "", /at most/);
+    // Bytes, not characters: "é" is two bytes in UTF-8.
+    assert.match(refNameProblem("é".repeat(submitRunLimits.refNameBytes / 2 + 1)) ?? "", /at most/);
+  });
+
+  it("says why, in git's terms", () => {
+    assert.match(refNameProblem("a..b") ?? "", /'\.\.'/);
+    assert.match(refNameProblem("a@{1}") ?? "", /'@\{'/);
+    assert.match(refNameProblem("x.lock") ?? "", /\.lock/);
+    assert.match(refNameProblem("a b") ?? "", /spaces/);
+    assert.match(refNameProblem("a\0b") ?? "", /control/);
+  });
+
+  it("recognizes full sha1 and sha256 object ids only", () => {
+    const hex = (length: number) => "0123456789abcdef".repeat(8).slice(0, length);
+    assert.ok(isFullObjectId(hex(40)));
+    assert.ok(isFullObjectId(hex(64).toUpperCase()));
+    for (const length of [7, 39, 41, 63, 65]) assert.ok(!isFullObjectId(hex(length)), String(length));
+    assert.ok(!isFullObjectId(`${hex(39)}g`));
+  });
+});
