@@ -10,6 +10,15 @@ import { startControlPlaneFixture, type ControlPlaneFixture } from "../support/c
 
 const progress = (message: string) => ({ case: "progress" as const, value: { message } });
 
+/** A seeded run whose agent stream has said hello and been welcomed. */
+async function attached(fixture: ControlPlaneFixture) {
+  const run = await seedLaunchedRun(fixture.sql);
+  const stream = openAttach(fixture.url);
+  stream.hello(run.runId, 1, run.token);
+  await stream.next("welcome");
+  return { run, stream };
+}
+
 describe("control plane: Attach", () => {
   let fx: ControlPlaneFixture;
   before(async () => {
@@ -39,10 +48,7 @@ describe("control plane: Attach", () => {
   });
 
   it("stores events in order, acks the highest stored, drops replays, and tracks phase and step", async () => {
-    const run = await seedLaunchedRun(fx.sql);
-    const stream = openAttach(fx.url);
-    stream.hello(run.runId, 1, run.token);
-    await stream.next("welcome");
+    const { run, stream } = await attached(fx);
     stream.event(1n, { case: "phaseChanged", value: { phase: Phase.AGENT } });
     stream.event(2n, { case: "stepStarted", value: { name: "agent" } });
     for (let i = 3n; i <= 50n; i++) stream.event(i, progress(`p${i}`));
@@ -63,10 +69,7 @@ describe("control plane: Attach", () => {
   });
 
   it("refuses a gap and an event without payload without closing the stream", async () => {
-    const run = await seedLaunchedRun(fx.sql);
-    const stream = openAttach(fx.url);
-    stream.hello(run.runId, 1, run.token);
-    await stream.next("welcome");
+    const { run, stream } = await attached(fx);
     stream.event(1n, progress("one"));
     stream.event(3n, progress("gap"));
     const gap = await stream.next("error");
@@ -108,19 +111,13 @@ describe("control plane: Attach", () => {
   });
 
   it("ends a stream whose heartbeat carries a stale lease epoch", async () => {
-    const run = await seedLaunchedRun(fx.sql);
-    const stream = openAttach(fx.url);
-    stream.hello(run.runId, 1, run.token);
-    await stream.next("welcome");
+    const { run, stream } = await attached(fx);
     stream.send({ case: "heartbeat", value: { leaseEpoch: 99n } });
     assert.equal((await stream.ended())?.code, Code.Aborted);
   });
 
   it("sends heartbeats at the configured interval", async () => {
-    const run = await seedLaunchedRun(fx.sql);
-    const stream = openAttach(fx.url);
-    stream.hello(run.runId, 1, run.token);
-    await stream.next("welcome");
+    const { run, stream } = await attached(fx);
     const heartbeat = await stream.next("heartbeat", 0, 3000);
     assert.equal(heartbeat.leaseEpoch, 1n);
     stream.abort();
@@ -177,10 +174,7 @@ describe("control plane: Attach", () => {
 
   describe("limits", () => {
     it("ends the stream with RESOURCE_EXHAUSTED for an oversized event", async () => {
-      const run = await seedLaunchedRun(fx.sql);
-      const stream = openAttach(fx.url);
-      stream.hello(run.runId, 1, run.token);
-      await stream.next("welcome");
+      const { run, stream } = await attached(fx);
       stream.event(1n, { case: "logChunk", value: { step: "agent", data: new Uint8Array(5000) } });
       const error = await stream.ended();
       assert.equal(error?.code, Code.ResourceExhausted);
@@ -193,10 +187,7 @@ describe("control plane: Attach", () => {
     it("ends the stream with RESOURCE_EXHAUSTED past the event rate, with a retry delay", async () => {
       const limited = await startControlPlaneFixture({ CORRAL_MAX_EVENTS_PER_SECOND: "10", CORRAL_MAX_EVENTS_BURST: "20" });
       try {
-        const run = await seedLaunchedRun(limited.sql);
-        const stream = openAttach(limited.url);
-        stream.hello(run.runId, 1, run.token);
-        await stream.next("welcome");
+        const { run, stream } = await attached(limited);
         for (let i = 1n; i <= 40n; i++) stream.event(i, progress(`${i}`));
         const error = await stream.ended();
         assert.equal(error?.code, Code.ResourceExhausted);
@@ -211,10 +202,7 @@ describe("control plane: Attach", () => {
     it("refuses a message over the size limit with RESOURCE_EXHAUSTED", async () => {
       const small = await startControlPlaneFixture({ CORRAL_MAX_MESSAGE_BYTES: "2048" });
       try {
-        const run = await seedLaunchedRun(small.sql);
-        const stream = openAttach(small.url);
-        stream.hello(run.runId, 1, run.token);
-        await stream.next("welcome");
+        const { run, stream } = await attached(small);
         stream.event(1n, { case: "logChunk", value: { step: "agent", data: new Uint8Array(3000) } });
         assert.equal((await stream.ended())?.code, Code.ResourceExhausted);
       } finally {
@@ -228,10 +216,7 @@ describe("control plane: Attach", () => {
       ({ case: "complete" as const, value: { idempotencyKey: key, status, result: { commitSha: "a".repeat(40), branch: "corral/x", changedFiles: ["a.txt"] }, lastSequence: 1n } });
 
     it("is idempotent by key, refuses another key, and stores events sent before it first", async () => {
-      const run = await seedLaunchedRun(fx.sql);
-      const stream = openAttach(fx.url);
-      stream.hello(run.runId, 1, run.token);
-      await stream.next("welcome");
+      const { run, stream } = await attached(fx);
       stream.event(1n, progress("last words"));
       stream.send(complete("key-1"));
       const first = await stream.next("completionAck");
@@ -256,10 +241,7 @@ describe("control plane: Attach", () => {
     });
 
     it("records a completion after the run is terminal as a conflict and does not reopen the run", async () => {
-      const run = await seedLaunchedRun(fx.sql);
-      const stream = openAttach(fx.url);
-      stream.hello(run.runId, 1, run.token);
-      await stream.next("welcome");
+      const { run, stream } = await attached(fx);
       await fx.sql.run("update runs set status = 'cancelled', finished_at = now() where id = ?", [run.runId]);
       stream.send(complete("late"));
       assert.equal((await stream.next("completionAck")).outcome, CompletionOutcome.CONFLICT);
@@ -272,10 +254,7 @@ describe("control plane: Attach", () => {
     });
 
     it("names the bad fields of a malformed completion", async () => {
-      const run = await seedLaunchedRun(fx.sql);
-      const stream = openAttach(fx.url);
-      stream.hello(run.runId, 1, run.token);
-      await stream.next("welcome");
+      const { run, stream } = await attached(fx);
       stream.send({ case: "complete", value: { idempotencyKey: "" } });
       const error = await stream.ended();
       assert.equal(error?.code, Code.InvalidArgument);
@@ -286,10 +265,7 @@ describe("control plane: Attach", () => {
 
   describe("cancellation", () => {
     it("pushes a cancel notified through PostgreSQL down the open stream", async () => {
-      const run = await seedLaunchedRun(fx.sql);
-      const stream = openAttach(fx.url);
-      stream.hello(run.runId, 1, run.token);
-      await stream.next("welcome");
+      const { run, stream } = await attached(fx);
       await fx.sql.run("select pg_notify('corral_cancel', ?)", [JSON.stringify({ runId: run.runId, reason: "user asked", graceMs: 1500 })]);
       const cancel = await stream.next("cancel");
       assert.equal(cancel.reason, "user asked");
