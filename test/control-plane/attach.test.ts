@@ -3,7 +3,7 @@ import { Code } from "@connectrpc/connect";
 import { CompletionOutcome, ProtocolErrorCode } from "@corral/contract/corral/runner/v1/runner_service_pb.ts";
 import { CompletionStatus } from "@corral/contract/corral/common/v1/run_spec_pb.ts";
 import { Phase } from "@corral/contract/corral/common/v1/run_event_pb.ts";
-import { LeaseSupersededSchema, LimitExceededSchema, ProtocolVersionMismatchSchema } from "@corral/contract/corral/common/v1/error_details_pb.ts";
+import { CompletionConflictReason, LeaseSupersededSchema, LimitExceededSchema, ProtocolVersionMismatchSchema } from "@corral/contract/corral/common/v1/error_details_pb.ts";
 import { openAttach } from "../support/attach-client.ts";
 import { seedLaunchedRun } from "../support/seed-run.ts";
 import { startControlPlaneFixture, type ControlPlaneFixture } from "../support/control-plane.ts";
@@ -227,7 +227,9 @@ describe("control plane: Attach", () => {
       assert.equal((await stream.next("completionAck", mark)).outcome, CompletionOutcome.RECORDED, "same key, same answer");
       mark = stream.received.length;
       stream.send(complete("key-2", CompletionStatus.FAILED));
-      assert.equal((await stream.next("completionAck", mark)).outcome, CompletionOutcome.CONFLICT);
+      const refused = await stream.next("completionAck", mark);
+      assert.equal(refused.outcome, CompletionOutcome.CONFLICT);
+      assert.equal(refused.conflictReason, CompletionConflictReason.DIFFERENT_KEY);
       mark = stream.received.length;
       stream.send(complete("key-2", CompletionStatus.FAILED));
       assert.equal((await stream.next("completionAck", mark)).outcome, CompletionOutcome.CONFLICT, "a refused key keeps its answer");
@@ -244,7 +246,9 @@ describe("control plane: Attach", () => {
       const { run, stream } = await attached(fx);
       await fx.sql.run("update runs set status = 'cancelled', finished_at = now() where id = ?", [run.runId]);
       stream.send(complete("late"));
-      assert.equal((await stream.next("completionAck")).outcome, CompletionOutcome.CONFLICT);
+      const late = await stream.next("completionAck");
+      assert.equal(late.outcome, CompletionOutcome.CONFLICT);
+      assert.equal(late.conflictReason, CompletionConflictReason.RUN_TERMINAL);
       const row = await fx.sql.one<{ status: string; conflict_reason: string }>(
         "select r.status, c.conflict_reason from runs r join completions c on c.run_id = r.id where r.id = ?",
         [run.runId],

@@ -237,19 +237,22 @@ export function createAttachSession(deps: AttachDeps, signal: AbortSignal) {
       artifactState: ARTIFACT_STATE[complete.artifactState] ?? null,
     });
     if (verdict.outcome === "recorded") state = "completed";
-    else log.warn({ why: verdict.why }, "completion refused");
+    else log.warn({ why: verdict.why }, "completion refused and recorded as a conflict");
     out.push({
       message: {
         case: "completionAck",
         value: {
           idempotencyKey: complete.idempotencyKey,
           outcome: verdict.outcome === "recorded" ? CompletionOutcome.RECORDED : CompletionOutcome.CONFLICT,
+          conflictReason:
+            verdict.outcome === "recorded"
+              ? CompletionConflictReason.UNSPECIFIED
+              : verdict.why === "run_terminal"
+                ? CompletionConflictReason.RUN_TERMINAL
+                : CompletionConflictReason.DIFFERENT_KEY,
         },
       },
     });
-    if (verdict.outcome === "conflict") {
-      log.info({ reason: verdict.why === "run_terminal" ? CompletionConflictReason.RUN_TERMINAL : CompletionConflictReason.DIFFERENT_KEY }, "late or conflicting completion recorded");
-    }
   }
 
   async function onMessage(request: AttachRequest): Promise<void> {

@@ -178,7 +178,8 @@ export const RunStateConflictSchema: GenMessage<RunStateConflict> = /*@__PURE__*
   messageDesc(file_corral_common_v1_error_details, 4);
 
 /**
- * Attached to ALREADY_EXISTS when a completion is refused.
+ * Why a completion was refused, for callers that report it as an error (the runner protocol
+ * answers with CompletionAck.conflict_reason instead).
  *
  * @generated from message corral.common.v1.CompletionConflict
  */

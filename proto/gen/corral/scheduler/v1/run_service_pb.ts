@@ -32,7 +32,7 @@ export type Run = Message<"corral.scheduler.v1.Run"> & {
   id: string;
 
   /**
-   * The spec as submitted.
+   * The spec as submitted, with the scheduler's defaults filled in.
    *
    * @generated from field: corral.common.v1.RunSpec spec = 2;
    */
