@@ -70,11 +70,12 @@ async function cancelLatencies(stack: StackFixture, url: string, count: number):
 
 async function waitForObserved(stack: StackFixture, runId: string): Promise<number> {
   for (;;) {
+    // occurred_at is the event's own time, stamped by the agent when it saw the cancel.
     const row = await stack.sql.one<{ at: string }>(
-      "select payload->>'time' as at from events where run_id = ? and type = 'run.cancellation_observed'",
+      "select extract(epoch from occurred_at) * 1000 as at from events where run_id = ? and type = 'run.cancellation_observed'",
       [runId],
     );
-    if (row) return Date.parse(row.at);
+    if (row) return Number(row.at);
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
 }

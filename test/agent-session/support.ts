@@ -1,3 +1,5 @@
+import { fromBinary, toJson } from "@bufbuild/protobuf";
+import { RunEventSchema } from "@corral/contract/corral/common/v1/run_event_pb.ts";
 import type { Interceptor } from "@connectrpc/connect";
 import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import type { MessageInitShape } from "@bufbuild/protobuf";
@@ -27,11 +29,13 @@ export interface StoredEvent {
 }
 
 export async function storedEvents(sql: Sql, runId: string): Promise<StoredEvent[]> {
-  const rows = await sql.all<{ sequence: string; type: string; payload: StoredEvent["payload"] }>(
+  const rows = await sql.all<{ sequence: string; type: string; payload: Uint8Array }>(
     "select sequence, type, payload from events where run_id = ? order by sequence",
     [runId],
   );
-  return rows.map((row) => ({ sequence: Number(row.sequence), type: row.type, payload: row.payload }));
+  // Stored as protobuf binary; the JSON form keeps these assertions readable.
+  const json = (bytes: Uint8Array) => toJson(RunEventSchema, fromBinary(RunEventSchema, bytes)) as StoredEvent["payload"];
+  return rows.map((row) => ({ sequence: Number(row.sequence), type: row.type, payload: json(row.payload) }));
 }
 
 export async function storedCompletions(sql: Sql, runId: string) {

@@ -2,13 +2,20 @@ import assert from "node:assert/strict";
 import { Code } from "@connectrpc/connect";
 import { CompletionOutcome, ProtocolErrorCode } from "@corral/contract/corral/runner/v1/runner_service_pb.ts";
 import { CompletionStatus } from "@corral/contract/corral/common/v1/run_spec_pb.ts";
-import { Phase } from "@corral/contract/corral/common/v1/run_event_pb.ts";
+import { fromBinary } from "@bufbuild/protobuf";
+import { Phase, RunEventSchema } from "@corral/contract/corral/common/v1/run_event_pb.ts";
 import { CompletionConflictReason, LeaseSupersededSchema, LimitExceededSchema, ProtocolVersionMismatchSchema } from "@corral/contract/corral/common/v1/error_details_pb.ts";
 import { openAttach } from "../support/attach-client.ts";
 import { seedLaunchedRun } from "../support/seed-run.ts";
 import { startControlPlaneFixture, type ControlPlaneFixture } from "../support/control-plane.ts";
 
 const progress = (message: string) => ({ case: "progress" as const, value: { message } });
+
+/** The message of a stored run.progress event. */
+function progressMessage(stored: Uint8Array): string | undefined {
+  const event = fromBinary(RunEventSchema, stored);
+  return event.payload.case === "progress" ? event.payload.value.message : undefined;
+}
 
 /** A seeded run whose agent stream has said hello and been welcomed. */
 async function attached(fixture: ControlPlaneFixture) {
@@ -58,13 +65,13 @@ describe("control plane: Attach", () => {
     stream.event(51n, progress("new"));
     await stream.acked(51n);
     assert.deepEqual(await storedSequences(run.runId), Array.from({ length: 51 }, (_, i) => i + 1));
-    const row = await fx.sql.one<{ phase: string; current_step: string; payload: { progress?: { message: string } } }>(
+    const row = await fx.sql.one<{ phase: string; current_step: string; payload: Uint8Array }>(
       "select r.phase, r.current_step, e.payload from runs r join events e on e.run_id = r.id where r.id = ? and e.sequence = 10",
       [run.runId],
     );
     assert.equal(row?.phase, "agent");
     assert.equal(row?.current_step, "agent");
-    assert.equal(row?.payload.progress?.message, "p10", "a replay must not overwrite the stored event");
+    assert.equal(progressMessage(row!.payload), "p10", "a replay must not overwrite the stored event");
     stream.abort();
   });
 
@@ -105,8 +112,8 @@ describe("control plane: Attach", () => {
     first.event(6n, progress("stale")); // refused: the stream is closed
     second.event(6n, progress("fresh"));
     await second.acked(6n);
-    const six = await fx.sql.one<{ payload: { progress: { message: string } } }>("select payload from events where run_id = ? and sequence = 6", [run.runId]);
-    assert.equal(six?.payload.progress.message, "fresh");
+    const six = await fx.sql.one<{ payload: Uint8Array }>("select payload from events where run_id = ? and sequence = 6", [run.runId]);
+    assert.equal(progressMessage(six!.payload), "fresh");
     second.abort();
   });
 

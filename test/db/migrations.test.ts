@@ -81,7 +81,7 @@ describe("database migrations", () => {
         sequence,
         type: "run.progress",
         occurredAt: new Date(),
-        payload: {},
+        payload: Buffer.from([0x08, 0x01]),
       });
       await orm.em.insertMany(Event, [event(1n), event(2n)]);
       await assert.rejects(orm.em.insert(Event, event(2n)), UniqueConstraintViolationException);
@@ -92,7 +92,7 @@ describe("database migrations", () => {
     it("delete a run's attempts, events, completions and credentials with it", async () => {
       const run = await insertRun(orm);
       await orm.em.insert(Attempt, { run: run.id, number: 1, status: "running" });
-      await orm.em.insert(Event, { run: run.id, attempt: 1, sequence: 1n, type: "run.started", occurredAt: new Date(), payload: {} });
+      await orm.em.insert(Event, { run: run.id, attempt: 1, sequence: 1n, type: "run.started", occurredAt: new Date(), payload: Buffer.from([0x08, 0x01]) });
       await orm.em.insert(Completion, { run: run.id, attempt: 1, idempotencyKey: "k", status: "success", result: {} });
       await orm.em.insert(Credential, { run: run.id, attempt: 1, tokenHash: "ab12", expiresAt: new Date() });
       const em = orm.em.fork();

@@ -1,3 +1,6 @@
+import { create, toBinary } from "@bufbuild/protobuf";
+import { timestampNow } from "@bufbuild/protobuf/wkt";
+import { RunEventSchema } from "@corral/contract/corral/common/v1/run_event_pb.ts";
 import assert from "node:assert/strict";
 import * as grpc from "@grpc/grpc-js";
 import { Code, ConnectError } from "@connectrpc/connect";
@@ -113,8 +116,8 @@ describe("scheduler: RunService", () => {
     const { run } = await fx.client.submitRun({ spec: spec() });
     for (let sequence = 1; sequence <= 3; sequence++) {
       await fx.sql.run(
-        "insert into events (run_id, attempt, sequence, type, occurred_at, payload) values (?, 1, ?, 'run.progress', now(), ?::jsonb)",
-        [run!.id, sequence, JSON.stringify({ sequence: String(sequence), time: new Date().toISOString(), progress: { message: `step ${sequence}` } })],
+        "insert into events (run_id, attempt, sequence, type, occurred_at, payload) values (?, 1, ?, 'run.progress', now(), decode(?, 'base64'))",
+        [run!.id, sequence, Buffer.from(toBinary(RunEventSchema, create(RunEventSchema, { sequence: BigInt(sequence), time: timestampNow(), payload: { case: "progress", value: { message: `step ${sequence}` } } }))).toString("base64")],
       );
     }
     const seen: string[] = [];

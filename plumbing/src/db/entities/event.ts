@@ -13,7 +13,11 @@ export const Event = defineEntity({
     sequence: uint64(),
     type: p.text(),
     occurredAt: p.datetime(),
-    payload: p.json<Record<string, unknown>>(),
+    /**
+     * The RunEvent, protobuf binary as the agent sent it: storing it costs one encode instead of
+     * a JSON conversion on the hot ingest path, and readers decode it with the contract.
+     */
+    payload: p.blob(),
     receivedAt: p.datetime().onCreate(() => new Date()).defaultRaw("now()"),
   },
   // Replayed events are dropped by the database, not by a read-then-write race in the control plane.

@@ -13,7 +13,7 @@ export class Migration20261129085715_initial extends Migration {
     this.addSql(`alter table "runs" add constraint "runs_request_id_unique" unique ("request_id");`);
     this.addSql(`create index "runs_status_created_at_index" on "runs" ("status", "created_at");`);
 
-    this.addSql(`create table "events" ("id" uuid not null default gen_random_uuid(), "run_id" uuid not null, "attempt" int not null, "sequence" bigint not null, "type" text not null, "occurred_at" timestamptz not null, "payload" jsonb not null, "received_at" timestamptz not null default now(), primary key ("id"));`);
+    this.addSql(`create table "events" ("id" uuid not null default gen_random_uuid(), "run_id" uuid not null, "attempt" int not null, "sequence" bigint not null, "type" text not null, "occurred_at" timestamptz not null, "payload" bytea not null, "received_at" timestamptz not null default now(), primary key ("id"));`);
     this.addSql(`alter table "events" add constraint "events_run_id_attempt_sequence_unique" unique ("run_id", "attempt", "sequence");`);
 
     this.addSql(`create table "credentials" ("id" uuid not null default gen_random_uuid(), "run_id" uuid not null, "attempt" int not null, "token_hash" text not null, "expires_at" timestamptz not null, "revoked_at" timestamptz null, "created_at" timestamptz not null default now(), primary key ("id"));`);

@@ -1,5 +1,5 @@
 import { Code, ConnectError } from "@connectrpc/connect";
-import { fromJson, toBinary, toJson, type MessageInitShape } from "@bufbuild/protobuf";
+import { fromJson, toBinary, type MessageInitShape } from "@bufbuild/protobuf";
 import { durationFromMs, timestampDate, timestampFromDate, timestampNow } from "@bufbuild/protobuf/wkt";
 import {
   AttachResponseSchema,
@@ -175,7 +175,9 @@ export function createAttachSession(deps: AttachDeps, signal: AbortSignal) {
   }
 
   function onEvent(event: RunEvent): void {
-    const size = toBinary(RunEventSchema, event).byteLength;
+    // One encoding serves both the size limit and storage.
+    const encoded = toBinary(RunEventSchema, event);
+    const size = encoded.byteLength;
     if (size > config.CORRAL_MAX_EVENT_PAYLOAD_BYTES) {
       throw resourceExhausted(
         `event ${event.sequence} is ${size} bytes; the limit is ${config.CORRAL_MAX_EVENT_PAYLOAD_BYTES}`,
@@ -212,7 +214,7 @@ export function createAttachSession(deps: AttachDeps, signal: AbortSignal) {
       sequence,
       type: EVENT_TYPES[event.payload.case],
       occurredAt: timestampDate(event.time),
-      payload: toJson(RunEventSchema, event),
+      payload: encoded,
       event,
     });
   }

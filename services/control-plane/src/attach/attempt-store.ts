@@ -22,8 +22,8 @@ export interface StoredEvent {
   sequence: bigint;
   type: string;
   occurredAt: Date;
-  /** The RunEvent as protobuf JSON. */
-  payload: unknown;
+  /** The RunEvent, protobuf binary. */
+  payload: Uint8Array;
 }
 
 export interface RunProgress {
@@ -139,7 +139,9 @@ export function createAttemptStore(orm: Orm) {
      * holds, and only then insert, update the run's progress and wake its watchers.
      */
     async storeEvents(record: AttemptRecord, epoch: bigint, leaseMs: number, events: StoredEvent[], progress: RunProgress): Promise<void> {
-      const rows = JSON.stringify(events.map((e) => ({ sequence: e.sequence.toString(), type: e.type, occurred_at: e.occurredAt.toISOString(), payload: e.payload })));
+      const rows = JSON.stringify(
+        events.map((e) => ({ sequence: e.sequence.toString(), type: e.type, occurred_at: e.occurredAt.toISOString(), payload: Buffer.from(e.payload).toString("base64") })),
+      );
       const trackProgress = progress.phase !== undefined || progress.currentStep !== undefined;
       const result = await sql.one<{ leased: string }>(
         `with lease as (
@@ -147,8 +149,8 @@ export function createAttemptStore(orm: Orm) {
             where id = ? and lease_epoch = ? returning id
          ), stored as (
            insert into events (run_id, attempt, sequence, type, occurred_at, payload)
-           select ?, ?, x.sequence, x.type, x.occurred_at, x.payload
-             from jsonb_to_recordset(?::jsonb) as x(sequence bigint, type text, occurred_at timestamptz, payload jsonb)
+           select ?, ?, x.sequence, x.type, x.occurred_at, decode(x.payload, 'base64')
+             from jsonb_to_recordset(?::jsonb) as x(sequence bigint, type text, occurred_at timestamptz, payload text)
             where exists (select 1 from lease)
            on conflict (run_id, attempt, sequence) do nothing
          ), progressed as (

@@ -28,7 +28,8 @@ export interface ListCursor {
 export interface StoredEventRow {
   attempt: number;
   sequence: string;
-  payload: unknown;
+  /** The RunEvent, protobuf binary. */
+  payload: Uint8Array;
 }
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;

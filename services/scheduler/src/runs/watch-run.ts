@@ -1,4 +1,4 @@
-import { fromJson, type MessageInitShape } from "@bufbuild/protobuf";
+import { fromBinary, type MessageInitShape } from "@bufbuild/protobuf";
 import { RunEventSchema } from "@corral/contract/corral/common/v1/run_event_pb.ts";
 import type { WatchRunRequest, WatchRunResponseSchema } from "@corral/contract/corral/scheduler/v1/run_service_pb.ts";
 import type { RunNotifier } from "./run-notifier.ts";
@@ -41,7 +41,7 @@ export async function* watchRun(
         for (const row of page) {
           attempt = row.attempt;
           sequence = BigInt(row.sequence);
-          yield { update: { case: "event", value: { attempt, event: fromJson(RunEventSchema, row.payload as never, { ignoreUnknownFields: true }) } } };
+          yield { update: { case: "event", value: { attempt, event: fromBinary(RunEventSchema, row.payload) } } };
         }
         if (page.length < 500) break;
       }
