@@ -2,7 +2,8 @@ import { pipeline } from "node:stream/promises";
 import { Readable } from "node:stream";
 import pg from "pg";
 import { from as copyFrom } from "pg-copy-streams";
-import { openAttach } from "../test/support/attach-client.ts";
+import { once } from "node:events";
+import { Worker } from "node:worker_threads";
 import { seedLaunchedRun } from "../test/support/seed-run.ts";
 import { startControlPlaneFixture } from "../test/support/control-plane.ts";
 import type { Figure } from "./stats.ts";
@@ -32,21 +33,11 @@ export async function benchIngest(options: { events: number; streams: number }):
 
 async function attachRate(fx: Awaited<ReturnType<typeof startControlPlaneFixture>>, streams: number, perStream: number): Promise<number> {
   const runs = await Promise.all(Array.from({ length: streams }, () => seedLaunchedRun(fx.sql)));
-  const attached = runs.map((run) => {
-    const stream = openAttach(fx.url);
-    stream.hello(run.runId, 1, run.token);
-    return stream;
+  const worker = new Worker(new URL("./ingest-agents.ts", import.meta.url), {
+    workerData: { url: fx.url, runs: runs.map((r) => ({ runId: r.runId, token: r.token })), perStream, payload: PAYLOAD },
   });
-  await Promise.all(attached.map((s) => s.next("welcome", 0, 30_000)));
-  const started = performance.now();
-  await Promise.all(
-    attached.map(async (stream) => {
-      for (let i = 1n; i <= BigInt(perStream); i++) stream.event(i, { case: "progress", value: { message: PAYLOAD } });
-      await stream.acked(BigInt(perStream), 300_000);
-    }),
-  );
-  const seconds = (performance.now() - started) / 1000;
-  for (const stream of attached) stream.abort();
+  const [{ seconds }] = (await once(worker, "message")) as [{ seconds: number }];
+  await worker.terminate();
   return (streams * perStream) / seconds;
 }
 

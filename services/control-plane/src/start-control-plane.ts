@@ -1,5 +1,6 @@
 import { RunnerService } from "@corral/contract/corral/runner/v1/runner_service_pb.ts";
 import { createPgListener } from "@corral/plumbing/db/pg-listener.ts";
+import { createPgPool } from "@corral/plumbing/db/pg-pool.ts";
 import type { Logger } from "@corral/plumbing/logger.ts";
 import { startService, type RunningService } from "@corral/plumbing/start-service.ts";
 import { createAttemptStore } from "./attach/attempt-store.ts";
@@ -13,6 +14,7 @@ export interface ControlPlane extends RunningService {
 
 export async function startControlPlane(config: ControlPlaneConfig, logger: Logger): Promise<ControlPlane> {
   const registry = createSessionRegistry();
+  const pool = createPgPool(config.DATABASE_URL);
   const service = await startService({
     name: "control-plane",
     listen: config.CORRAL_CONTROL_PLANE_LISTEN,
@@ -21,7 +23,7 @@ export async function startControlPlane(config: ControlPlaneConfig, logger: Logg
     services: [RunnerService],
     readMaxBytes: config.CORRAL_MAX_MESSAGE_BYTES,
     routes: (router, database) =>
-      router.service(RunnerService, createRunnerService({ store: createAttemptStore(database.orm), registry, config, logger })),
+      router.service(RunnerService, createRunnerService({ store: createAttemptStore(database.orm, pool), registry, config, logger })),
   });
 
   // Other replicas (and the scheduler) reach the streams held here through PostgreSQL.
@@ -39,6 +41,7 @@ export async function startControlPlane(config: ControlPlaneConfig, logger: Logg
   } catch (error) {
     await listener.close();
     await service.close();
+    await pool.end();
     throw error;
   }
 
@@ -48,6 +51,7 @@ export async function startControlPlane(config: ControlPlaneConfig, logger: Logg
     async close(graceMs) {
       await listener.close();
       await service.close(graceMs);
+      await pool.end();
     },
   };
 }

@@ -1,5 +1,6 @@
 import type { Orm } from "@corral/plumbing/db/orm.ts";
 import { createSql, type Transaction } from "@corral/plumbing/db/sql.ts";
+import type { PgPool } from "@corral/plumbing/db/pg-pool.ts";
 
 /** What the control plane needs about an attempt when its agent says hello. */
 export interface AttemptRecord {
@@ -58,7 +59,7 @@ export class LeaseLostError extends Error {
  * The control plane's SQL. Every write made on behalf of a stream is fenced by the stream's
  * lease epoch in the same transaction, so a superseded stream can never write.
  */
-export function createAttemptStore(orm: Orm) {
+export function createAttemptStore(orm: Orm, pool: PgPool) {
   const sql = createSql(orm);
 
   async function renewLease(attemptId: string, epoch: bigint, leaseMs: number, trx?: Transaction, firstEvent = false): Promise<void> {
@@ -139,35 +140,36 @@ export function createAttemptStore(orm: Orm) {
      * holds, and only then insert, update the run's progress and wake its watchers.
      */
     async storeEvents(record: AttemptRecord, epoch: bigint, leaseMs: number, events: StoredEvent[], progress: RunProgress): Promise<void> {
-      const rows = JSON.stringify(
-        events.map((e) => ({ sequence: e.sequence.toString(), type: e.type, occurred_at: e.occurredAt.toISOString(), payload: Buffer.from(e.payload).toString("base64") })),
-      );
       const trackProgress = progress.phase !== undefined || progress.currentStep !== undefined;
-      const result = await sql.one<{ leased: string }>(
-        `with lease as (
-           update attempts set lease_expires_at = now() + (? * interval '1 millisecond'), first_event_at = coalesce(first_event_at, now())
-            where id = ? and lease_epoch = ? returning id
+      const result = await pool.query<{ leased: string }>({
+        // Named: PostgreSQL parses and plans it once per connection.
+        name: "corral_store_events",
+        text: `with lease as (
+           update attempts set lease_expires_at = now() + ($1 * interval '1 millisecond'), first_event_at = coalesce(first_event_at, now())
+            where id = $2 and lease_epoch = $3 returning id
          ), stored as (
            insert into events (run_id, attempt, sequence, type, occurred_at, payload)
-           select ?, ?, x.sequence, x.type, x.occurred_at, decode(x.payload, 'base64')
-             from jsonb_to_recordset(?::jsonb) as x(sequence bigint, type text, occurred_at timestamptz, payload text)
+           select $4, $5, x.sequence, x.type, x.occurred_at, x.payload
+             from unnest($6::bigint[], $7::text[], $8::timestamptz[], $9::bytea[]) as x(sequence, type, occurred_at, payload)
             where exists (select 1 from lease)
            on conflict (run_id, attempt, sequence) do nothing
          ), progressed as (
-           update runs set phase = coalesce(?, phase), current_step = case when ? then ? else current_step end, updated_at = now()
-            where ? and id = ? and current_attempt = ? and exists (select 1 from lease)
+           update runs set phase = coalesce($10, phase), current_step = case when $11 then $12 else current_step end, updated_at = now()
+            where $13 and id = $4 and current_attempt = $5 and exists (select 1 from lease)
          ), woken as (
-           select pg_notify('corral_run_events', ?) from lease
+           select pg_notify('corral_run_events', $4::text) from lease
          )
          select (select count(*) from lease) as leased, (select count(*) from woken) as woken`,
-        [
-          leaseMs, record.attemptId, epoch.toString(),
-          record.runId, record.attempt, rows,
-          progress.phase ?? null, progress.currentStep !== undefined, progress.currentStep ?? null, trackProgress, record.runId, record.attempt,
-          record.runId,
+        values: [
+          leaseMs, record.attemptId, epoch.toString(), record.runId, record.attempt,
+          events.map((e) => e.sequence.toString()),
+          events.map((e) => e.type),
+          events.map((e) => e.occurredAt),
+          events.map((e) => Buffer.from(e.payload.buffer, e.payload.byteOffset, e.payload.byteLength)),
+          progress.phase ?? null, progress.currentStep !== undefined, progress.currentStep ?? null, trackProgress,
         ],
-      );
-      if (Number(result!.leased) === 0) throw new LeaseLostError();
+      });
+      if (Number(result.rows[0]!.leased) === 0) throw new LeaseLostError();
     },
 
     /** Records a completion idempotently: the same key always gets the same verdict. */

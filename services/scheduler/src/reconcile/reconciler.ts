@@ -1,6 +1,6 @@
 import type { Sql } from "@corral/plumbing/db/sql.ts";
 import type { Logger } from "@corral/plumbing/logger.ts";
-import { decideFinalStatus, type CompletionKind, type FinalStatus } from "../finalization/decide-final-status.ts";
+import { decideFinalStatus, type CompletionKind, type FinalStatus, type RuntimeFact } from "../finalization/decide-final-status.ts";
 import { durationJsonMs } from "../runs/duration-json.ts";
 import type { RuntimeBackend, RuntimeHandle } from "../runtime/runtime-backend.ts";
 
@@ -29,6 +29,7 @@ interface ActiveAttempt {
   attached_at: string | null;
   launched_at: string | null;
   process_ended_at: string | null;
+  stored_fact: string | null;
   completion_status: string | null;
   completion_reason: string | null;
   completion_result: unknown;
@@ -58,7 +59,7 @@ export function createReconciler(options: ReconcilerOptions) {
     sql.all<ActiveAttempt>(
       `select r.id as run_id, r.status, r.runtime, a.number as attempt, r.cancel_requested_at, r.cancel_grace_ms,
               r.spec->'timeouts'->>'grace' as spec_grace, a.runtime_handle, a.lease_expires_at, a.attached_at, a.launched_at,
-              a.finished_at as process_ended_at, c.status as completion_status, c.reason as completion_reason,
+              a.finished_at as process_ended_at, a.runtime_fact as stored_fact, c.status as completion_status, c.reason as completion_reason,
               c.result as completion_result, c.artifact_state as completion_artifact_state, now() as now
          from runs r
          join attempts a on a.run_id = r.id and a.number = r.current_attempt
@@ -74,7 +75,9 @@ export function createReconciler(options: ReconcilerOptions) {
     const observed = backend
       ? await backend.observe(row.run_id, row.attempt, row.runtime_handle)
       : { fact: "unknown" as const, detail: `runtime ${row.runtime} is not enabled here` };
-    let fact = observed.fact;
+    // The first terminal fact seen wins: a sandbox cleaned up later (a Job deleted by its TTL)
+    // reads as missing, which must not turn a success into a failure.
+    let fact = (row.stored_fact as RuntimeFact | null) ?? observed.fact;
     const notes: string[] = [];
 
     // The moment the process was first seen ended starts the completion wait window.
