@@ -80,10 +80,16 @@ export function createReconciler(options: ReconcilerOptions) {
     let fact = (row.stored_fact as RuntimeFact | null) ?? observed.fact;
     const notes: string[] = [];
 
-    // The moment the process was first seen ended starts the completion wait window.
+    // The moment the process was first seen ended starts the completion wait window. Only a
+    // definite exit is remembered as the fact: "missing" can be transient (a sandbox not yet
+    // visible while launching), so it is observed afresh on every pass.
     let endedAt = row.process_ended_at ? Date.parse(row.process_ended_at) : undefined;
-    if (fact !== "running" && endedAt === undefined) {
-      await sql.run("update attempts set finished_at = now(), runtime_fact = ? where run_id = ? and number = ?", [fact, row.run_id, row.attempt]);
+    // Without a handle the sandbox may still be starting; a launch that never recorded one (a
+    // crash between admission and launch) counts as ended once the attach timeout has passed.
+    const launched = row.runtime_handle !== null || (row.launched_at !== null && now - Date.parse(row.launched_at) > ATTACH_TIMEOUT_MS);
+    if (fact !== "running" && endedAt === undefined && (launched || fact === "succeeded" || fact === "failed")) {
+      const definite = fact === "succeeded" || fact === "failed" ? fact : null;
+      await sql.run("update attempts set finished_at = now(), runtime_fact = ? where run_id = ? and number = ?", [definite, row.run_id, row.attempt]);
       endedAt = now;
       schedule(row.run_id, options.completionWaitMs + 50);
     }
