@@ -117,6 +117,29 @@ describe("control plane: Attach", () => {
     second.abort();
   });
 
+  it("takes event batches on protocol 2, and refuses them on protocol 1", async () => {
+    const run = await seedLaunchedRun(fx.sql);
+    const v2 = openAttach(fx.url);
+    v2.hello(run.runId, 1, run.token, { protocolMin: 1, protocolMax: 2 });
+    assert.equal((await v2.next("welcome")).protocolVersion, 2, "the newest shared version wins");
+    const batch = (from: number, to: number) =>
+      Array.from({ length: to - from + 1 }, (_, i) => ({ sequence: BigInt(from + i), time: { seconds: 1n, nanos: 0 }, payload: progress(`b${from + i}`) }));
+    v2.send({ case: "eventBatch", value: { events: batch(1, 30) } });
+    v2.send({ case: "eventBatch", value: { events: batch(20, 40) } }); // overlaps: replays are dropped
+    await v2.acked(40n);
+    assert.deepEqual(await storedSequences(run.runId), Array.from({ length: 40 }, (_, i) => i + 1));
+    v2.abort();
+
+    const other = await seedLaunchedRun(fx.sql);
+    const v1 = openAttach(fx.url);
+    v1.hello(other.runId, 1, other.token);
+    assert.equal((await v1.next("welcome")).protocolVersion, 1);
+    v1.send({ case: "eventBatch", value: { events: batch(1, 2) } });
+    assert.equal((await v1.next("error")).code, ProtocolErrorCode.UNEXPECTED_MESSAGE);
+    assert.deepEqual(await storedSequences(other.runId), []);
+    v1.abort();
+  });
+
   it("ends a stream whose heartbeat carries a stale lease epoch", async () => {
     const { run, stream } = await attached(fx);
     stream.send({ case: "heartbeat", value: { leaseEpoch: 99n } });
@@ -171,12 +194,12 @@ describe("control plane: Attach", () => {
   it("refuses protocol versions it does not speak, naming its range", async () => {
     const run = await seedLaunchedRun(fx.sql);
     const stream = openAttach(fx.url);
-    stream.hello(run.runId, 1, run.token, { protocolMin: 2, protocolMax: 5 });
+    stream.hello(run.runId, 1, run.token, { protocolMin: 3, protocolMax: 5 });
     const error = await stream.ended();
     assert.equal(error?.code, Code.FailedPrecondition);
-    assert.match(error!.rawMessage, /supports 1\.\.1/);
+    assert.match(error!.rawMessage, /supports 1\.\.2/);
     const [mismatch] = error!.findDetails(ProtocolVersionMismatchSchema);
-    assert.deepEqual([mismatch?.supportedMin, mismatch?.supportedMax, mismatch?.offeredMin, mismatch?.offeredMax], [1, 1, 2, 5]);
+    assert.deepEqual([mismatch?.supportedMin, mismatch?.supportedMax, mismatch?.offeredMin, mismatch?.offeredMax], [1, 2, 3, 5]);
   });
 
   describe("limits", () => {

@@ -26,7 +26,10 @@ import { createPacer, type Pacer } from "./pacer.ts";
 import { SessionFailure } from "./session-failure.ts";
 
 /** Runner protocol versions this agent speaks. */
-export const AGENT_PROTOCOL = { min: 1, max: 1 } as const;
+export const AGENT_PROTOCOL = { min: 1, max: 2 } as const;
+/** Most events per batch (protocol 2), and at most this share of the message limit. */
+const BATCH_EVENTS = 500;
+const BATCH_SHARE_OF_MESSAGE_LIMIT = 0.5;
 /** Optional protocol features this agent supports. */
 export const AGENT_CAPABILITIES = ["log-chunks"] as const;
 
@@ -260,9 +263,24 @@ export function createAgentSession(options: AgentSessionOptions) {
               await sleep(waitMs, undefined, { signal: conn.signal }).catch(() => {});
               continue;
             }
+            const firstBytes = outbox.nextBytes() ?? 0;
             const event = outbox.takeNext();
             if (event) {
-              yield create(AttachRequestSchema, { message: { case: "event", value: event } });
+              if (attached!.protocolVersion < 2) {
+                yield create(AttachRequestSchema, { message: { case: "event", value: event } });
+                continue;
+              }
+              // Protocol 2: what is ready goes in one message, within the pace and half the
+              // message limit, saving the per-message cost on both sides.
+              const events = [event];
+              const budget = (attached!.assignment.limits?.maxMessageBytes || 4 * 1024 * 1024) * BATCH_SHARE_OF_MESSAGE_LIMIT;
+              let size = firstBytes;
+              for (let next = outbox.nextBytes(); next !== undefined && events.length < BATCH_EVENTS && size + next + 16 <= budget; next = outbox.nextBytes()) {
+                if (pacer.take() > 0) break;
+                events.push(outbox.takeNext()!);
+                size += next + 16;
+              }
+              yield create(AttachRequestSchema, { message: events.length === 1 ? { case: "event", value: event } : { case: "eventBatch", value: { events } } });
               continue;
             }
           }

@@ -156,6 +156,11 @@ export function createOutbox(options: OutboxOptions) {
     reportDropped,
 
     /** The next event for the current stream, or undefined when the sender has caught up. */
+    /** Serialized size of the event takeNext() would return, if any. */
+    nextBytes(): number | undefined {
+      return entries[Number(cursor - acked)]?.bytes;
+    },
+
     takeNext(): RunEvent | undefined {
       const entry = entries[Number(cursor - acked)];
       if (!entry) return undefined;

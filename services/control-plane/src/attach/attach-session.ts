@@ -59,6 +59,7 @@ export function createAttachSession(deps: AttachDeps, signal: AbortSignal) {
   let state: "awaiting_hello" | "attached" | "completed" | "closed" = "awaiting_hello";
   let record: AttemptRecord | undefined;
   let epoch = 0n;
+  let protocol = 0;
   let log = logger;
   let accepted = 0n; // highest sequence accepted for writing
   let stored = 0n; // highest sequence stored (acked)
@@ -101,6 +102,7 @@ export function createAttachSession(deps: AttachDeps, signal: AbortSignal) {
       throw unauthenticated();
     }
     const version = negotiateVersion(hello.protocolMin, hello.protocolMax);
+    protocol = version;
     if (["completed", "failed", "cancelled"].includes(found.runStatus)) {
       throw failedPrecondition(`run is already ${found.runStatus}`);
     }
@@ -267,6 +269,13 @@ export function createAttachSession(deps: AttachDeps, signal: AbortSignal) {
     switch (message.case) {
       case "event":
         return onEvent(message.value);
+      case "eventBatch":
+        if (protocol < 2) {
+          out.push(protocolError(ProtocolErrorCode.UNEXPECTED_MESSAGE, "event batches need protocol version 2", 0n));
+          return;
+        }
+        for (const event of message.value.events) onEvent(event);
+        return;
       case "heartbeat":
         if (message.value.leaseEpoch !== 0n && message.value.leaseEpoch !== epoch) throw superseded(epoch);
         await store.renewLease(record!.attemptId, epoch, config.CORRAL_LEASE_DURATION);

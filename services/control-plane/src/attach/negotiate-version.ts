@@ -1,8 +1,8 @@
 import { failedPrecondition, detail } from "@corral/plumbing/errors.ts";
 import { ProtocolVersionMismatchSchema } from "@corral/contract/corral/common/v1/error_details_pb.ts";
 
-/** Runner protocol versions this control plane speaks. */
-export const SUPPORTED_PROTOCOL = { min: 1, max: 1 } as const;
+/** Runner protocol versions this control plane speaks; 2 adds event batches. */
+export const SUPPORTED_PROTOCOL = { min: 1, max: 2 } as const;
 
 /** The newest version both sides speak; FAILED_PRECONDITION naming the supported range if none. */
 export function negotiateVersion(offeredMin: number, offeredMax: number, supported: { min: number; max: number } = SUPPORTED_PROTOCOL): number {

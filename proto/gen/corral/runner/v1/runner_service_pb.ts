@@ -18,7 +18,7 @@ import type { Message, UnknownEnum } from "@bufbuild/protobuf";
  * Describes the file corral/runner/v1/runner_service.proto.
  */
 export const file_corral_runner_v1_runner_service: GenFile = /*@__PURE__*/
-  fileDesc("CiVjb3JyYWwvcnVubmVyL3YxL3J1bm5lcl9zZXJ2aWNlLnByb3RvEhBjb3JyYWwucnVubmVyLnYxItMBCg1BdHRhY2hSZXF1ZXN0EigKBWhlbGxvGAEgASgLMhcuY29ycmFsLnJ1bm5lci52MS5IZWxsb0gAEisKBWV2ZW50GAIgASgLMhouY29ycmFsLmNvbW1vbi52MS5SdW5FdmVudEgAEjAKCWhlYXJ0YmVhdBgDIAEoCzIbLmNvcnJhbC5ydW5uZXIudjEuSGVhcnRiZWF0SAASLgoIY29tcGxldGUYBCABKAsyGi5jb3JyYWwucnVubmVyLnYxLkNvbXBsZXRlSABCCQoHbWVzc2FnZSKVAQoFSGVsbG8SDgoGcnVuX2lkGAEgASgJEg8KB2F0dGVtcHQYAiABKA0SEgoKY3JlZGVudGlhbBgDIAEoCRIUCgxwcm90b2NvbF9taW4YBCABKA0SFAoMcHJvdG9jb2xfbWF4GAUgASgNEhUKDWFnZW50X3ZlcnNpb24YBiABKAkSFAoMY2FwYWJpbGl0aWVzGAcgAygJIkoKCUhlYXJ0YmVhdBIoCgR0aW1lGAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBITCgtsZWFzZV9lcG9jaBgCIAEoBCLkAQoIQ29tcGxldGUSFwoPaWRlbXBvdGVuY3lfa2V5GAEgASgJEjIKBnN0YXR1cxgCIAEoDjIiLmNvcnJhbC5jb21tb24udjEuQ29tcGxldGlvblN0YXR1cxIrCgZyZXN1bHQYAyABKAsyGy5jb3JyYWwuY29tbW9uLnYxLlJ1blJlc3VsdBIOCgZyZWFzb24YBCABKAkSNwoOYXJ0aWZhY3Rfc3RhdGUYBSABKA4yHy5jb3JyYWwuY29tbW9uLnYxLkFydGlmYWN0U3RhdGUSFQoNbGFzdF9zZXF1ZW5jZRgGIAEoBCK6AgoOQXR0YWNoUmVzcG9uc2USLAoHd2VsY29tZRgBIAEoCzIZLmNvcnJhbC5ydW5uZXIudjEuV2VsY29tZUgAEiQKA2FjaxgCIAEoCzIVLmNvcnJhbC5ydW5uZXIudjEuQWNrSAASKgoGY2FuY2VsGAMgASgLMhguY29ycmFsLnJ1bm5lci52MS5DYW5jZWxIABIwCgloZWFydGJlYXQYBCABKAsyGy5jb3JyYWwucnVubmVyLnYxLkhlYXJ0YmVhdEgAEjkKDmNvbXBsZXRpb25fYWNrGAUgASgLMh8uY29ycmFsLnJ1bm5lci52MS5Db21wbGV0aW9uQWNrSAASMAoFZXJyb3IYBiABKAsyHy5jb3JyYWwucnVubmVyLnYxLlByb3RvY29sRXJyb3JIAEIJCgdtZXNzYWdlIuwBCgdXZWxjb21lEhgKEHByb3RvY29sX3ZlcnNpb24YASABKA0SMAoKYXNzaWdubWVudBgCIAEoCzIcLmNvcnJhbC5ydW5uZXIudjEuQXNzaWdubWVudBIWCg5hY2tlZF9zZXF1ZW5jZRgDIAEoBBI1ChJoZWFydGJlYXRfaW50ZXJ2YWwYBCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SMQoObGVhc2VfZHVyYXRpb24YBSABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SEwoLbGVhc2VfZXBvY2gYBiABKAQixAIKCkFzc2lnbm1lbnQSDgoGcnVuX2lkGAEgASgJEg8KB2F0dGVtcHQYAiABKA0SJwoEc3BlYxgDIAEoCzIZLmNvcnJhbC5jb21tb24udjEuUnVuU3BlYxI5Cg9naXRfY3JlZGVudGlhbHMYBCABKAsyIC5jb3JyYWwucnVubmVyLnYxLkdpdENyZWRlbnRpYWxzEi4KBmxpbWl0cxgFIAEoCzIeLmNvcnJhbC5ydW5uZXIudjEuU3RyZWFtTGltaXRzEjUKDXRyYWNlX2NvbnRleHQYBiABKAsyHi5jb3JyYWwucnVubmVyLnYxLlRyYWNlQ29udGV4dBIcChRhcnRpZmFjdF9zZXJ2aWNlX3VybBgHIAEoCRIsCghkZWFkbGluZRgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAieAoOR2l0Q3JlZGVudGlhbHMSEAoIdXNlcm5hbWUYASABKAkSEAoIcGFzc3dvcmQYAiABKAkSEgoKdXJsX3ByZWZpeBgDIAEoCRIuCgpleHBpcmVzX2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKDAQoMU3RyZWFtTGltaXRzEhkKEW1heF9tZXNzYWdlX2J5dGVzGAEgASgNEh8KF21heF9ldmVudF9wYXlsb2FkX2J5dGVzGAIgASgNEh0KFW1heF9ldmVudHNfcGVyX3NlY29uZBgDIAEoDRIYChBtYXhfZXZlbnRzX2J1cnN0GAQgASgNIjcKDFRyYWNlQ29udGV4dBITCgt0cmFjZXBhcmVudBgBIAEoCRISCgp0cmFjZXN0YXRlGAIgASgJIhcKA0FjaxIQCghzZXF1ZW5jZRgBIAEoBCJ0CgZDYW5jZWwSDgoGcmVhc29uGAEgASgJEigKBWdyYWNlGAIgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEjAKDHJlcXVlc3RlZF9hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiowEKDUNvbXBsZXRpb25BY2sSFwoPaWRlbXBvdGVuY3lfa2V5GAEgASgJEjQKB291dGNvbWUYAiABKA4yIy5jb3JyYWwucnVubmVyLnYxLkNvbXBsZXRpb25PdXRjb21lEkMKD2NvbmZsaWN0X3JlYXNvbhgDIAEoDjIqLmNvcnJhbC5jb21tb24udjEuQ29tcGxldGlvbkNvbmZsaWN0UmVhc29uImUKDVByb3RvY29sRXJyb3ISMQoEY29kZRgBIAEoDjIjLmNvcnJhbC5ydW5uZXIudjEuUHJvdG9jb2xFcnJvckNvZGUSDwoHbWVzc2FnZRgCIAEoCRIQCghzZXF1ZW5jZRgDIAEoBCp5ChFDb21wbGV0aW9uT3V0Y29tZRIiCh5DT01QTEVUSU9OX09VVENPTUVfVU5TUEVDSUZJRUQQABIfChtDT01QTEVUSU9OX09VVENPTUVfUkVDT1JERUQQARIfChtDT01QTEVUSU9OX09VVENPTUVfQ09ORkxJQ1QQAiqzAQoRUHJvdG9jb2xFcnJvckNvZGUSIwofUFJPVE9DT0xfRVJST1JfQ09ERV9VTlNQRUNJRklFRBAAEicKI1BST1RPQ09MX0VSUk9SX0NPREVfTUFMRk9STUVEX0VWRU5UEAESJAogUFJPVE9DT0xfRVJST1JfQ09ERV9PVVRfT0ZfT1JERVIQAhIqCiZQUk9UT0NPTF9FUlJPUl9DT0RFX1VORVhQRUNURURfTUVTU0FHRRADMmAKDVJ1bm5lclNlcnZpY2USTwoGQXR0YWNoEh8uY29ycmFsLnJ1bm5lci52MS5BdHRhY2hSZXF1ZXN0GiAuY29ycmFsLnJ1bm5lci52MS5BdHRhY2hSZXNwb25zZSgBMAFiBnByb3RvMw", [file_corral_common_v1_error_details, file_corral_common_v1_run_event, file_corral_common_v1_run_spec, file_google_protobuf_duration, file_google_protobuf_timestamp]);
+  fileDesc("CiVjb3JyYWwvcnVubmVyL3YxL3J1bm5lcl9zZXJ2aWNlLnByb3RvEhBjb3JyYWwucnVubmVyLnYxIogCCg1BdHRhY2hSZXF1ZXN0EigKBWhlbGxvGAEgASgLMhcuY29ycmFsLnJ1bm5lci52MS5IZWxsb0gAEisKBWV2ZW50GAIgASgLMhouY29ycmFsLmNvbW1vbi52MS5SdW5FdmVudEgAEjAKCWhlYXJ0YmVhdBgDIAEoCzIbLmNvcnJhbC5ydW5uZXIudjEuSGVhcnRiZWF0SAASLgoIY29tcGxldGUYBCABKAsyGi5jb3JyYWwucnVubmVyLnYxLkNvbXBsZXRlSAASMwoLZXZlbnRfYmF0Y2gYBSABKAsyHC5jb3JyYWwucnVubmVyLnYxLkV2ZW50QmF0Y2hIAEIJCgdtZXNzYWdlIjgKCkV2ZW50QmF0Y2gSKgoGZXZlbnRzGAEgAygLMhouY29ycmFsLmNvbW1vbi52MS5SdW5FdmVudCKVAQoFSGVsbG8SDgoGcnVuX2lkGAEgASgJEg8KB2F0dGVtcHQYAiABKA0SEgoKY3JlZGVudGlhbBgDIAEoCRIUCgxwcm90b2NvbF9taW4YBCABKA0SFAoMcHJvdG9jb2xfbWF4GAUgASgNEhUKDWFnZW50X3ZlcnNpb24YBiABKAkSFAoMY2FwYWJpbGl0aWVzGAcgAygJIkoKCUhlYXJ0YmVhdBIoCgR0aW1lGAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBITCgtsZWFzZV9lcG9jaBgCIAEoBCLkAQoIQ29tcGxldGUSFwoPaWRlbXBvdGVuY3lfa2V5GAEgASgJEjIKBnN0YXR1cxgCIAEoDjIiLmNvcnJhbC5jb21tb24udjEuQ29tcGxldGlvblN0YXR1cxIrCgZyZXN1bHQYAyABKAsyGy5jb3JyYWwuY29tbW9uLnYxLlJ1blJlc3VsdBIOCgZyZWFzb24YBCABKAkSNwoOYXJ0aWZhY3Rfc3RhdGUYBSABKA4yHy5jb3JyYWwuY29tbW9uLnYxLkFydGlmYWN0U3RhdGUSFQoNbGFzdF9zZXF1ZW5jZRgGIAEoBCK6AgoOQXR0YWNoUmVzcG9uc2USLAoHd2VsY29tZRgBIAEoCzIZLmNvcnJhbC5ydW5uZXIudjEuV2VsY29tZUgAEiQKA2FjaxgCIAEoCzIVLmNvcnJhbC5ydW5uZXIudjEuQWNrSAASKgoGY2FuY2VsGAMgASgLMhguY29ycmFsLnJ1bm5lci52MS5DYW5jZWxIABIwCgloZWFydGJlYXQYBCABKAsyGy5jb3JyYWwucnVubmVyLnYxLkhlYXJ0YmVhdEgAEjkKDmNvbXBsZXRpb25fYWNrGAUgASgLMh8uY29ycmFsLnJ1bm5lci52MS5Db21wbGV0aW9uQWNrSAASMAoFZXJyb3IYBiABKAsyHy5jb3JyYWwucnVubmVyLnYxLlByb3RvY29sRXJyb3JIAEIJCgdtZXNzYWdlIuwBCgdXZWxjb21lEhgKEHByb3RvY29sX3ZlcnNpb24YASABKA0SMAoKYXNzaWdubWVudBgCIAEoCzIcLmNvcnJhbC5ydW5uZXIudjEuQXNzaWdubWVudBIWCg5hY2tlZF9zZXF1ZW5jZRgDIAEoBBI1ChJoZWFydGJlYXRfaW50ZXJ2YWwYBCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SMQoObGVhc2VfZHVyYXRpb24YBSABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SEwoLbGVhc2VfZXBvY2gYBiABKAQixAIKCkFzc2lnbm1lbnQSDgoGcnVuX2lkGAEgASgJEg8KB2F0dGVtcHQYAiABKA0SJwoEc3BlYxgDIAEoCzIZLmNvcnJhbC5jb21tb24udjEuUnVuU3BlYxI5Cg9naXRfY3JlZGVudGlhbHMYBCABKAsyIC5jb3JyYWwucnVubmVyLnYxLkdpdENyZWRlbnRpYWxzEi4KBmxpbWl0cxgFIAEoCzIeLmNvcnJhbC5ydW5uZXIudjEuU3RyZWFtTGltaXRzEjUKDXRyYWNlX2NvbnRleHQYBiABKAsyHi5jb3JyYWwucnVubmVyLnYxLlRyYWNlQ29udGV4dBIcChRhcnRpZmFjdF9zZXJ2aWNlX3VybBgHIAEoCRIsCghkZWFkbGluZRgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAieAoOR2l0Q3JlZGVudGlhbHMSEAoIdXNlcm5hbWUYASABKAkSEAoIcGFzc3dvcmQYAiABKAkSEgoKdXJsX3ByZWZpeBgDIAEoCRIuCgpleHBpcmVzX2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKDAQoMU3RyZWFtTGltaXRzEhkKEW1heF9tZXNzYWdlX2J5dGVzGAEgASgNEh8KF21heF9ldmVudF9wYXlsb2FkX2J5dGVzGAIgASgNEh0KFW1heF9ldmVudHNfcGVyX3NlY29uZBgDIAEoDRIYChBtYXhfZXZlbnRzX2J1cnN0GAQgASgNIjcKDFRyYWNlQ29udGV4dBITCgt0cmFjZXBhcmVudBgBIAEoCRISCgp0cmFjZXN0YXRlGAIgASgJIhcKA0FjaxIQCghzZXF1ZW5jZRgBIAEoBCJ0CgZDYW5jZWwSDgoGcmVhc29uGAEgASgJEigKBWdyYWNlGAIgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEjAKDHJlcXVlc3RlZF9hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiowEKDUNvbXBsZXRpb25BY2sSFwoPaWRlbXBvdGVuY3lfa2V5GAEgASgJEjQKB291dGNvbWUYAiABKA4yIy5jb3JyYWwucnVubmVyLnYxLkNvbXBsZXRpb25PdXRjb21lEkMKD2NvbmZsaWN0X3JlYXNvbhgDIAEoDjIqLmNvcnJhbC5jb21tb24udjEuQ29tcGxldGlvbkNvbmZsaWN0UmVhc29uImUKDVByb3RvY29sRXJyb3ISMQoEY29kZRgBIAEoDjIjLmNvcnJhbC5ydW5uZXIudjEuUHJvdG9jb2xFcnJvckNvZGUSDwoHbWVzc2FnZRgCIAEoCRIQCghzZXF1ZW5jZRgDIAEoBCp5ChFDb21wbGV0aW9uT3V0Y29tZRIiCh5DT01QTEVUSU9OX09VVENPTUVfVU5TUEVDSUZJRUQQABIfChtDT01QTEVUSU9OX09VVENPTUVfUkVDT1JERUQQARIfChtDT01QTEVUSU9OX09VVENPTUVfQ09ORkxJQ1QQAiqzAQoRUHJvdG9jb2xFcnJvckNvZGUSIwofUFJPVE9DT0xfRVJST1JfQ09ERV9VTlNQRUNJRklFRBAAEicKI1BST1RPQ09MX0VSUk9SX0NPREVfTUFMRk9STUVEX0VWRU5UEAESJAogUFJPVE9DT0xfRVJST1JfQ09ERV9PVVRfT0ZfT1JERVIQAhIqCiZQUk9UT0NPTF9FUlJPUl9DT0RFX1VORVhQRUNURURfTUVTU0FHRRADMmAKDVJ1bm5lclNlcnZpY2USTwoGQXR0YWNoEh8uY29ycmFsLnJ1bm5lci52MS5BdHRhY2hSZXF1ZXN0GiAuY29ycmFsLnJ1bm5lci52MS5BdHRhY2hSZXNwb25zZSgBMAFiBnByb3RvMw", [file_corral_common_v1_error_details, file_corral_common_v1_run_event, file_corral_common_v1_run_spec, file_google_protobuf_duration, file_google_protobuf_timestamp]);
 
 /**
  * A message from the agent.
@@ -63,6 +63,14 @@ export type AttachRequest = Message<"corral.runner.v1.AttachRequest"> & {
      */
     value: Complete;
     case: "complete";
+  } | {
+    /**
+     * Several events in sequence order, as if sent one by one. Protocol version 2 and later.
+     *
+     * @generated from field: corral.runner.v1.EventBatch event_batch = 5;
+     */
+    value: EventBatch;
+    case: "eventBatch";
   } | { case: undefined; value?: undefined };
 };
 
@@ -72,6 +80,27 @@ export type AttachRequest = Message<"corral.runner.v1.AttachRequest"> & {
  */
 export const AttachRequestSchema: GenMessage<AttachRequest> = /*@__PURE__*/
   messageDesc(file_corral_runner_v1_runner_service, 0);
+
+/**
+ * Events sent together, to save per-message overhead when an agent has many to send.
+ *
+ * @generated from message corral.runner.v1.EventBatch
+ */
+export type EventBatch = Message<"corral.runner.v1.EventBatch"> & {
+  /**
+   * The events, in sequence order; the same rules apply to each as to a single event.
+   *
+   * @generated from field: repeated corral.common.v1.RunEvent events = 1;
+   */
+  events: RunEvent[];
+};
+
+/**
+ * Describes the message corral.runner.v1.EventBatch.
+ * Use `create(EventBatchSchema)` to create a new message.
+ */
+export const EventBatchSchema: GenMessage<EventBatch> = /*@__PURE__*/
+  messageDesc(file_corral_runner_v1_runner_service, 1);
 
 /**
  * Opens a stream for one attempt of one run.
@@ -135,7 +164,7 @@ export type Hello = Message<"corral.runner.v1.Hello"> & {
  * Use `create(HelloSchema)` to create a new message.
  */
 export const HelloSchema: GenMessage<Hello> = /*@__PURE__*/
-  messageDesc(file_corral_runner_v1_runner_service, 1);
+  messageDesc(file_corral_runner_v1_runner_service, 2);
 
 /**
  * Keeps a lease alive; sent by either side at the welcome's heartbeat interval.
@@ -163,7 +192,7 @@ export type Heartbeat = Message<"corral.runner.v1.Heartbeat"> & {
  * Use `create(HeartbeatSchema)` to create a new message.
  */
 export const HeartbeatSchema: GenMessage<Heartbeat> = /*@__PURE__*/
-  messageDesc(file_corral_runner_v1_runner_service, 2);
+  messageDesc(file_corral_runner_v1_runner_service, 3);
 
 /**
  * The attempt's outcome, as the agent saw it. The scheduler decides the run's final status
@@ -221,7 +250,7 @@ export type Complete = Message<"corral.runner.v1.Complete"> & {
  * Use `create(CompleteSchema)` to create a new message.
  */
 export const CompleteSchema: GenMessage<Complete> = /*@__PURE__*/
-  messageDesc(file_corral_runner_v1_runner_service, 3);
+  messageDesc(file_corral_runner_v1_runner_service, 4);
 
 /**
  * A message from the control plane.
@@ -290,7 +319,7 @@ export type AttachResponse = Message<"corral.runner.v1.AttachResponse"> & {
  * Use `create(AttachResponseSchema)` to create a new message.
  */
 export const AttachResponseSchema: GenMessage<AttachResponse> = /*@__PURE__*/
-  messageDesc(file_corral_runner_v1_runner_service, 4);
+  messageDesc(file_corral_runner_v1_runner_service, 5);
 
 /**
  * The control plane's answer to hello.
@@ -348,7 +377,7 @@ export type Welcome = Message<"corral.runner.v1.Welcome"> & {
  * Use `create(WelcomeSchema)` to create a new message.
  */
 export const WelcomeSchema: GenMessage<Welcome> = /*@__PURE__*/
-  messageDesc(file_corral_runner_v1_runner_service, 5);
+  messageDesc(file_corral_runner_v1_runner_service, 6);
 
 /**
  * What an attempt must do. Git credentials travel only here.
@@ -418,7 +447,7 @@ export type Assignment = Message<"corral.runner.v1.Assignment"> & {
  * Use `create(AssignmentSchema)` to create a new message.
  */
 export const AssignmentSchema: GenMessage<Assignment> = /*@__PURE__*/
-  messageDesc(file_corral_runner_v1_runner_service, 6);
+  messageDesc(file_corral_runner_v1_runner_service, 7);
 
 /**
  * Short-lived credentials for the repository's git host.
@@ -461,7 +490,7 @@ export type GitCredentials = Message<"corral.runner.v1.GitCredentials"> & {
  * Use `create(GitCredentialsSchema)` to create a new message.
  */
 export const GitCredentialsSchema: GenMessage<GitCredentials> = /*@__PURE__*/
-  messageDesc(file_corral_runner_v1_runner_service, 7);
+  messageDesc(file_corral_runner_v1_runner_service, 8);
 
 /**
  * Limits of a stream. Going over one ends the stream with RESOURCE_EXHAUSTED and a
@@ -505,7 +534,7 @@ export type StreamLimits = Message<"corral.runner.v1.StreamLimits"> & {
  * Use `create(StreamLimitsSchema)` to create a new message.
  */
 export const StreamLimitsSchema: GenMessage<StreamLimits> = /*@__PURE__*/
-  messageDesc(file_corral_runner_v1_runner_service, 8);
+  messageDesc(file_corral_runner_v1_runner_service, 9);
 
 /**
  * W3C trace context of the run.
@@ -533,7 +562,7 @@ export type TraceContext = Message<"corral.runner.v1.TraceContext"> & {
  * Use `create(TraceContextSchema)` to create a new message.
  */
 export const TraceContextSchema: GenMessage<TraceContext> = /*@__PURE__*/
-  messageDesc(file_corral_runner_v1_runner_service, 9);
+  messageDesc(file_corral_runner_v1_runner_service, 10);
 
 /**
  * Acknowledges stored events.
@@ -554,7 +583,7 @@ export type Ack = Message<"corral.runner.v1.Ack"> & {
  * Use `create(AckSchema)` to create a new message.
  */
 export const AckSchema: GenMessage<Ack> = /*@__PURE__*/
-  messageDesc(file_corral_runner_v1_runner_service, 10);
+  messageDesc(file_corral_runner_v1_runner_service, 11);
 
 /**
  * Asks the agent to stop the attempt.
@@ -589,7 +618,7 @@ export type Cancel = Message<"corral.runner.v1.Cancel"> & {
  * Use `create(CancelSchema)` to create a new message.
  */
 export const CancelSchema: GenMessage<Cancel> = /*@__PURE__*/
-  messageDesc(file_corral_runner_v1_runner_service, 11);
+  messageDesc(file_corral_runner_v1_runner_service, 12);
 
 /**
  * Answer to a completion.
@@ -624,7 +653,7 @@ export type CompletionAck = Message<"corral.runner.v1.CompletionAck"> & {
  * Use `create(CompletionAckSchema)` to create a new message.
  */
 export const CompletionAckSchema: GenMessage<CompletionAck> = /*@__PURE__*/
-  messageDesc(file_corral_runner_v1_runner_service, 12);
+  messageDesc(file_corral_runner_v1_runner_service, 13);
 
 /**
  * A message the control plane refused without closing the stream.
@@ -659,7 +688,7 @@ export type ProtocolError = Message<"corral.runner.v1.ProtocolError"> & {
  * Use `create(ProtocolErrorSchema)` to create a new message.
  */
 export const ProtocolErrorSchema: GenMessage<ProtocolError> = /*@__PURE__*/
-  messageDesc(file_corral_runner_v1_runner_service, 13);
+  messageDesc(file_corral_runner_v1_runner_service, 14);
 
 /**
  * What became of a completion.
@@ -757,6 +786,9 @@ export const ProtocolErrorCodeSchema: GenEnum<ProtocolErrorCode> = /*@__PURE__*/
  * plane. The agent sends hello first; the control plane answers welcome with the
  * assignment, then both sides exchange events, acks, heartbeats, cancellation and the
  * completion on the same stream until the attempt ends.
+ *
+ * Protocol versions: 1 is the core described here. 2 adds AttachRequest.event_batch, so a busy
+ * agent sends many events per message.
  *
  * @generated from service corral.runner.v1.RunnerService
  */
