@@ -1,5 +1,8 @@
 import { parentPort, workerData } from "node:worker_threads";
+import { timestampNow } from "@bufbuild/protobuf/wkt";
 import { openAttach } from "../test/support/attach-client.ts";
+
+const BATCH = 500;
 
 /**
  * The agent side of the ingest benchmark, in a worker thread: agents are other processes in
@@ -8,14 +11,21 @@ import { openAttach } from "../test/support/attach-client.ts";
 const { url, runs, perStream, payload } = workerData as { url: string; runs: { runId: string; token: string }[]; perStream: number; payload: string };
 const streams = runs.map((run) => {
   const stream = openAttach(url);
-  stream.hello(run.runId, 1, run.token);
+  stream.hello(run.runId, 1, run.token, { protocolMin: 1, protocolMax: 2 });
   return stream;
 });
 await Promise.all(streams.map((s) => s.next("welcome", 0, 60_000)));
 const started = performance.now();
 await Promise.all(
   streams.map(async (stream) => {
-    for (let i = 1n; i <= BigInt(perStream); i++) stream.event(i, { case: "progress", value: { message: payload } });
+    // As the agent does on protocol 2: what is ready goes out in batches of up to 500 events.
+    for (let first = 1; first <= perStream; first += BATCH) {
+      const events = [];
+      for (let i = first; i < Math.min(first + BATCH, perStream + 1); i++) {
+        events.push({ sequence: BigInt(i), time: timestampNow(), payload: { case: "progress" as const, value: { message: payload } } });
+      }
+      stream.send({ case: "eventBatch", value: { events } });
+    }
     await stream.acked(BigInt(perStream), 600_000);
   }),
 );

@@ -4,7 +4,7 @@
  * writes (highest throughput). The first failed write stops the batcher and is reported once.
  */
 export function createGroupCommit<T>(options: { write: (items: T[]) => Promise<void>; onError: (error: unknown) => void; maxBatch?: number }) {
-  const maxBatch = options.maxBatch ?? 1000;
+  const maxBatch = options.maxBatch ?? 5000;
   let pending: T[] = [];
   let running: Promise<void> | undefined;
   let failure: unknown;
