@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import fc from "fast-check";
-import { isFullObjectId, refNameProblem } from "@corral/scheduler/runs/ref-name-problem.ts";
+import { refNameProblem } from "@corral/scheduler/runs/ref-name-problem.ts";
 import { submitRunLimits } from "@corral/scheduler/runs/submit-run-limits.ts";
 
 /** git itself, the authority on ref names. */
@@ -55,11 +55,11 @@ describe("refNameProblem", () => {
     assert.match(refNameProblem("a\0b") ?? "", /control/);
   });
 
-  it("recognizes full sha1 and sha256 object ids only", () => {
+  it("passes full sha1 and sha256 object ids, so base refs may be commits", () => {
     const hex = (length: number) => "0123456789abcdef".repeat(8).slice(0, length);
-    assert.ok(isFullObjectId(hex(40)));
-    assert.ok(isFullObjectId(hex(64).toUpperCase()));
-    for (const length of [7, 39, 41, 63, 65]) assert.ok(!isFullObjectId(hex(length)), String(length));
-    assert.ok(!isFullObjectId(`${hex(39)}g`));
+    for (const id of [hex(40), hex(64), hex(40).toUpperCase()]) {
+      assert.equal(refNameProblem(id), undefined, id);
+      assert.ok(gitAccepts(id), id);
+    }
   });
 });

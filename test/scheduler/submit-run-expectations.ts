@@ -4,7 +4,7 @@ import type { Duration } from "@bufbuild/protobuf/wkt";
 import { FieldViolationsSchema } from "@corral/contract/corral/common/v1/error_details_pb.ts";
 import { Runtime, type SubmitRunRequest } from "@corral/contract/corral/scheduler/v1/run_service_pb.ts";
 import { DomainError } from "@corral/plumbing/errors.ts";
-import { isFullObjectId, refNameProblem } from "@corral/scheduler/runs/ref-name-problem.ts";
+import { refNameProblem } from "@corral/scheduler/runs/ref-name-problem.ts";
 import { submitRunLimits } from "@corral/scheduler/runs/submit-run-limits.ts";
 import type { SchedulerDefaults, ValidatedSubmission } from "@corral/scheduler/runs/validated-submission.ts";
 
@@ -53,7 +53,7 @@ export function assertResolvedInvariants(request: SubmitRunRequest, result: Vali
   assert.doesNotMatch(resolved.repositoryUrl, /^[a-z]+:\/\/[^/@]*:[^/@]*@/, "password in an accepted URL");
   assert.doesNotMatch(resolved.repositoryUrl, /^https?:\/\/[^/]*@/, "user info in an accepted http URL");
   assert.equal(resolved.baseRef, spec.baseRef);
-  assert.ok(isFullObjectId(resolved.baseRef) || refNameProblem(resolved.baseRef) === undefined);
+  assert.equal(refNameProblem(resolved.baseRef), undefined);
   assert.equal(resolved.branch, spec.branch === "" ? `corral/${runId}` : spec.branch);
   assert.equal(refNameProblem(resolved.branch), undefined);
 

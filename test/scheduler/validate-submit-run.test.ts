@@ -263,6 +263,8 @@ describe("validateSubmitRun", () => {
         ["spec.agent.command_template", "spec.agent.prompt"],
       );
       assert.deepEqual(fieldsOf(request({ agent: { commandTemplate: "run\0", prompt: "a\0b" } })), ["spec.agent.command_template", "spec.agent.prompt"]);
+      assert.deepEqual(fieldsOf(request({ agent: { commandTemplate: "run\x07", prompt: "p" } })), ["spec.agent.command_template"]);
+      accepts(request({ agent: { commandTemplate: "set -e\r\n\tgoose run {prompt_file}\n", prompt: "p" } }));
       assert.deepEqual(fieldsOf(request({ agent: { commandTemplate: " \n", prompt: " \t\n" } })), ["spec.agent.command_template", "spec.agent.prompt"]);
     });
   });
@@ -280,10 +282,11 @@ describe("validateSubmitRun", () => {
       assert.ok(violations.every((v) => /^spec\.validation_steps\[\d+\]\.name$/.test(v.field)));
     });
 
-    it("requires a command within its byte limit", () => {
+    it("requires a command within its byte limit, multi-line but free of other control characters", () => {
+      const commands = ["", " \n ", "x".repeat(submitRunLimits.stepCommandBytes + 1), "a\0", "printf '\x1b[31m'", "x".repeat(submitRunLimits.stepCommandBytes), "set -e\r\n\tnpm test\n"];
       assert.deepEqual(
-        fieldsOf(request({ validationSteps: [step("a", ""), step("b", "x".repeat(submitRunLimits.stepCommandBytes + 1)), step("c", "a\0"), step("d", "x".repeat(submitRunLimits.stepCommandBytes))] })),
-        ["spec.validation_steps[0].command", "spec.validation_steps[1].command", "spec.validation_steps[2].command"],
+        fieldsOf(request({ validationSteps: commands.map((command, i) => step(`s${i}`, command)) })),
+        [0, 1, 2, 3, 4].map((i) => `spec.validation_steps[${i}].command`),
       );
     });
 
@@ -444,7 +447,8 @@ describe("validateSubmitRun", () => {
   });
 
   it("checks request_id: at most 128 printable characters without spaces", () => {
-    const max = "é".repeat(submitRunLimits.requestIdLength);
+    // Characters, not UTF-16 units: each emoji is two.
+    const max = "😀".repeat(submitRunLimits.requestIdLength);
     assert.equal(accepts(request({}, { requestId: max })).requestId, max);
     for (const id of [`${max}a`, "a b", "a\tb", "a\u200bb", "a\0"]) {
       assert.equal(onlyViolation(request({}, { requestId: id })).field, "request_id", JSON.stringify(id));

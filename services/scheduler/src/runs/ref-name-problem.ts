@@ -7,7 +7,8 @@ import { utf8Bytes } from "./text-checks.ts";
  * The rules are those of `git check-ref-format --allow-onelevel` (one-level names such as
  * "main" are what people pass), plus two of our own: no leading "-", because the agent
  * passes the name to git commands where it would be read as an option, and a byte limit,
- * because refs are files under .git. Every full 40- or 64-digit object id passes too.
+ * because refs are files under .git. Every full 40- or 64-digit object id passes too, so
+ * the same check serves base refs that are commits.
  */
 export function refNameProblem(name: string): string | undefined {
   if (name === "") return "must not be empty";
@@ -27,9 +28,4 @@ export function refNameProblem(name: string): string | undefined {
   if (components.some((c) => c.startsWith("."))) return "no '/'-separated part may start with '.'";
   if (components.some((c) => c.endsWith(".lock"))) return "no '/'-separated part may end with '.lock'";
   return undefined;
-}
-
-/** A full object id: sha1 (40 hex digits) or sha256 (64). */
-export function isFullObjectId(text: string): boolean {
-  return /^(?:[0-9a-f]{40}|[0-9a-f]{64})$/i.test(text);
 }

@@ -34,8 +34,3 @@ export function formatMs(ms: number): string {
   return `${ms}ms`;
 }
 
-/** "a, b or c" */
-export function formatAlternatives(items: readonly string[]): string {
-  if (items.length <= 1) return items.join("");
-  return `${items.slice(0, -1).join(", ")} or ${items.at(-1)}`;
-}

@@ -10,7 +10,7 @@ import { checkRequestId } from "./check-request-id.ts";
 import { checkRuntime } from "./check-runtime.ts";
 import { checkTimeouts } from "./check-timeouts.ts";
 import { checkValidationSteps } from "./check-validation-steps.ts";
-import { isFullObjectId, refNameProblem } from "./ref-name-problem.ts";
+import { refNameProblem } from "./ref-name-problem.ts";
 import { repositoryUrlProblem } from "./repository-url-problem.ts";
 import type { SchedulerDefaults, ValidatedSubmission } from "./validated-submission.ts";
 import type { Violations } from "./violations.ts";
@@ -63,7 +63,7 @@ export function validateSubmitRun(request: SubmitRunRequest, defaults: Scheduler
 
 function checkBaseRef(baseRef: string, violations: Violations): void {
   if (baseRef === "") return violations.add("spec.base_ref", "is required");
-  if (isFullObjectId(baseRef)) return;
+  // A full 40- or 64-digit commit id passes the ref-name rules too, so one check covers both.
   const problem = refNameProblem(baseRef);
   if (problem !== undefined) violations.add("spec.base_ref", `must be a branch, tag or full commit id: ${problem}`);
 }
