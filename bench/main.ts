@@ -2,6 +2,7 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { stopSharedPostgres } from "../test/support/postgres.ts";
 import { benchIngest } from "./ingest.ts";
 import { benchRuns } from "./runs.ts";
+import { benchArtifacts } from "./artifacts.ts";
 import { printTable, type Figure } from "./stats.ts";
 
 /**
@@ -16,6 +17,8 @@ try {
   figures.push(...(await benchIngest({ events: quick ? 5000 : 50_000, streams: 50 })));
   console.log("bench: cancel latency and submit → attached, with real agents…");
   figures.push(...(await benchRuns({ cancels: quick ? 32 : 200, submits: quick ? 10 : 30 })));
+  console.log("bench: artifact upload and download…");
+  figures.push(...(await benchArtifacts({ megabytes: quick ? 64 : 256 })));
 } finally {
   await stopSharedPostgres();
 }

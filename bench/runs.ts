@@ -91,6 +91,7 @@ async function submitToAttached(stack: StackFixture, url: string, count: number)
     );
     latencies.push(Number(row!.ms));
     await stack.client.cancelRun({ runId: run!.id, reason: "bench" });
+    await waitUntil(stack, [run!.id], "status = 'cancelled'");
   }
   return latencies;
 }

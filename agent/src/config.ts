@@ -46,6 +46,79 @@ export function loadAgentConfig(env: NodeJS.ProcessEnv = process.env): AgentConf
   return loadConfig(agentConfig, env);
 }
 
+/**
+ * Standby mode (`CORRAL_AGENT_STANDBY=1`): a runtime starts the agent before any run exists, so
+ * that its module loading (hundreds of milliseconds) is paid ahead of time (a warm pool). What
+ * identifies the attempt arrives later as one JSON line on stdin, the assignment below;
+ * everything else comes from the environment as usual and is validated at start-up.
+ */
+export function isStandby(env: NodeJS.ProcessEnv = process.env): boolean {
+  const value = env.CORRAL_AGENT_STANDBY;
+  if (value === undefined || value === "" || value === "0") return false;
+  if (value === "1") return true;
+  throw new ConfigError([{ variable: "CORRAL_AGENT_STANDBY", message: `expected 1 or 0, got "${value}"` }]);
+}
+
+// The assignment supplies these instead of the environment.
+const { CORRAL_CONTROL_PLANE_URL, CORRAL_RUN_ID, CORRAL_ATTEMPT, CORRAL_WORK_DIR, ...standbyShape } = agentConfig;
+
+export const standbyConfig = {
+  ...standbyShape,
+  /** A file descriptor (the local runtime passes a pipe) on which the agent says "ready" once loaded. */
+  CORRAL_AGENT_READY_FD: z.coerce.number().int().min(3, "expected a file descriptor from 3").optional(),
+};
+
+export type StandbyConfig = Readonly<z.infer<z.ZodObject<typeof standbyConfig>>>;
+
+/** Validates what a standby agent knows before its assignment; the same rules as a cold start. */
+export function loadStandbyConfig(env: NodeJS.ProcessEnv = process.env): StandbyConfig {
+  const config = loadConfig(standbyConfig, env);
+  // The credential travels only in the assignment; a second source would be ambiguous.
+  if (config.CORRAL_CREDENTIAL_FILE !== undefined) {
+    throw new ConfigError([{ variable: "CORRAL_CREDENTIAL_FILE", message: "not used in standby mode: the credential comes with the assignment" }]);
+  }
+  return config;
+}
+
+/** The line a standby agent waits for: `{"runId","attempt","credential","workDir","controlPlaneUrl"}`. */
+const standbyAssignment = z.object({
+  runId: CORRAL_RUN_ID,
+  attempt: z.number({ error: explain("a positive integer") }).int("expected a positive integer").positive("expected a positive integer"),
+  credential: z.string({ error: explain("a string") }),
+  workDir: z.string({ error: explain("an absolute path") }).refine(isAbsolute, "expected an absolute path"),
+  controlPlaneUrl: CORRAL_CONTROL_PLANE_URL,
+});
+
+export type StandbyAssignment = z.infer<typeof standbyAssignment>;
+
+/**
+ * Waits for the assignment on stdin, with no time limit by default: waiting is what a standby
+ * agent is for, and the end of stdin (its runtime went away) ends the wait. Problems are
+ * ConfigErrors naming the field (exit 2); none of them quotes the line, which holds the credential.
+ */
+export async function readStandbyAssignment(options: { stdin?: Readable & { isTTY?: boolean }; timeoutMs?: number } = {}): Promise<StandbyAssignment> {
+  const stdin = options.stdin ?? process.stdin;
+  if (stdin.isTTY) throw credentialError("stdin", "a standby agent reads its assignment (one JSON line) from stdin; stdin is a terminal");
+  const line = await readFirstLine(stdin, options.timeoutMs);
+  if (!line) throw credentialError("stdin", "no assignment on the first line of stdin");
+  let json: unknown;
+  try {
+    json = JSON.parse(line);
+  } catch {
+    // JSON.parse quotes the text it choked on, and this text holds the credential.
+    throw credentialError("stdin", "the assignment is not valid JSON");
+  }
+  const parsed = standbyAssignment.safeParse(json);
+  if (!parsed.success) {
+    throw new ConfigError(
+      parsed.error.issues.map((issue) => ({ variable: issue.path.length > 0 ? `assignment.${issue.path.join(".")}` : "assignment", message: issue.path.length > 0 ? issue.message : "expected a JSON object" })),
+    );
+  }
+  const assignment = parsed.data;
+  checked(assignment.credential, "assignment.credential", "required");
+  return assignment;
+}
+
 export interface ReadCredentialOptions {
   /** CORRAL_CREDENTIAL_FILE; when set, stdin is not read. */
   file?: string;
@@ -92,8 +165,8 @@ function firstLine(text: string): string | undefined {
   return text.split("\n", 1)[0]?.replace(/\r$/, "").trim();
 }
 
-/** Reads until the first newline or the end of the stream, then stops reading. */
-function readFirstLine(stream: Readable, timeoutMs: number): Promise<string | undefined> {
+/** Reads until the first newline or the end of the stream, then stops reading; no timeout unless given. */
+function readFirstLine(stream: Readable, timeoutMs?: number): Promise<string | undefined> {
   return new Promise((resolve, reject) => {
     const parts: Buffer[] = [];
     let length = 0;
@@ -116,7 +189,7 @@ function readFirstLine(stream: Readable, timeoutMs: number): Promise<string | un
     };
     const onEnd = () => finish();
     const onError = (error: Error) => finish(credentialError("stdin", `cannot read: ${error.message}`));
-    const timer = setTimeout(() => finish(credentialError("stdin", `no credential within ${timeoutMs} ms`)), timeoutMs);
+    const timer = timeoutMs === undefined ? undefined : setTimeout(() => finish(credentialError("stdin", `no credential within ${timeoutMs} ms`)), timeoutMs);
     stream.on("data", onData).once("end", onEnd).once("error", onError);
   });
 }

@@ -1,11 +1,11 @@
-import { readFileSync } from "node:fs";
+import { closeSync, readFileSync, writeSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ConfigError } from "@corral/plumbing/config.ts";
 import { createLogger } from "@corral/plumbing/logger.ts";
 import { EXIT, runAgent } from "./attempt/run-agent.ts";
-import { loadAgentConfig, readCredential, type AgentConfig } from "./config.ts";
+import { isStandby, loadAgentConfig, loadStandbyConfig, readCredential, readStandbyAssignment, type AgentConfig } from "./config.ts";
 import { runPipeline } from "./pipeline/run-pipeline.ts";
 
 // The runner agent's process: configuration from the environment, the credential from stdin
@@ -15,11 +15,47 @@ import { runPipeline } from "./pipeline/run-pipeline.ts";
 const NAME = "corral-agent";
 const AGENT_VERSION = (JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as { version: string }).version;
 
+/**
+ * Standby mode: by now every module is loaded (the static imports above), which is most of an
+ * agent's start-up. Validate what the environment holds, say "ready", wait for the assignment,
+ * then carry on exactly as a cold agent whose environment had held it.
+ */
+async function standBy(): Promise<{ config: AgentConfig; credential: string }> {
+  const known = loadStandbyConfig();
+  if (known.CORRAL_AGENT_READY_FD !== undefined) {
+    try {
+      writeSync(known.CORRAL_AGENT_READY_FD, "ready\n");
+      closeSync(known.CORRAL_AGENT_READY_FD);
+    } catch {
+      // The runtime stopped listening; the end of stdin will tell us whether it is gone.
+    }
+  }
+  const { credential, ...assignment } = await readStandbyAssignment();
+  try {
+    // The runtime started us before the work dir existed; a cold agent is started inside it.
+    process.chdir(assignment.workDir);
+  } catch (error) {
+    throw new ConfigError([{ variable: "assignment.workDir", message: `cannot enter ${assignment.workDir}: ${(error as NodeJS.ErrnoException).code ?? error}` }]);
+  }
+  const { CORRAL_AGENT_READY_FD, ...rest } = known;
+  const config = Object.freeze({
+    ...rest,
+    CORRAL_CONTROL_PLANE_URL: assignment.controlPlaneUrl,
+    CORRAL_RUN_ID: assignment.runId,
+    CORRAL_ATTEMPT: assignment.attempt,
+    CORRAL_WORK_DIR: assignment.workDir,
+  });
+  return { config, credential };
+}
+
 let config: AgentConfig;
 let credential: string;
 try {
-  config = loadAgentConfig();
-  credential = await readCredential({ file: config.CORRAL_CREDENTIAL_FILE });
+  if (isStandby()) ({ config, credential } = await standBy());
+  else {
+    config = loadAgentConfig();
+    credential = await readCredential({ file: config.CORRAL_CREDENTIAL_FILE });
+  }
 } catch (error) {
   if (!(error instanceof ConfigError)) throw error;
   process.stderr.write(`${NAME}: ${error.message}\n`);

@@ -81,6 +81,17 @@ export async function startStackFixture(env: Record<string, string> = {}): Promi
       scheduler = await startScheduler(schedulerEnv(`127.0.0.1:${port}`), logger());
     },
     async close() {
+      // Agents outlive a scheduler on purpose; a test's must not outlive the test.
+      const handles = await createSql(scheduler.database.orm).all<{ pid: number | null }>(
+        "select (runtime_handle->>'pid')::int as pid from attempts where status <> 'finished' and runtime_handle is not null",
+      );
+      for (const { pid } of handles) {
+        try {
+          if (pid) process.kill(-pid, "SIGKILL");
+        } catch {
+          // already gone
+        }
+      }
       await scheduler.close(1000);
       await controlPlane.close(1000);
       await database.drop();

@@ -1,16 +1,82 @@
 import { ArtifactService } from "@corral/contract/corral/artifact/v1/artifact_service_pb.ts";
+import { createPgListener } from "@corral/plumbing/db/pg-listener.ts";
+import { createSql } from "@corral/plumbing/db/sql.ts";
 import type { Logger } from "@corral/plumbing/logger.ts";
 import { startService, type RunningService } from "@corral/plumbing/start-service.ts";
+import { createArtifactService } from "./artifact-service.ts";
+import { createArtifactStore, UPLOAD_CHANNEL, type ArtifactStore } from "./artifacts/artifact-store.ts";
+import { createAuthenticator } from "./auth/create-authenticator.ts";
 import type { ArtifactConfig } from "./config.ts";
+import { createUploadWatch, type UploadWatch } from "./downloads/upload-watch.ts";
+import type { BlobStore } from "./storage/blob-store.ts";
+import { createFilesystemBlobStore } from "./storage/filesystem-blob-store.ts";
+import { sweepPartials } from "./uploads/sweep-partials.ts";
+import { createWriterRegistry, type WriterRegistry } from "./uploads/writer-registry.ts";
 
-export function startArtifact(config: ArtifactConfig, logger: Logger): Promise<RunningService> {
-  return startService({
+export interface ArtifactServer extends RunningService {
+  readonly blobs: BlobStore;
+  readonly watch: UploadWatch;
+  readonly writers: WriterRegistry;
+}
+
+export async function startArtifact(config: ArtifactConfig, logger: Logger): Promise<ArtifactServer> {
+  // Before serving: a store directory that cannot be created stops start-up with its reason.
+  const blobs = await createFilesystemBlobStore({ root: config.CORRAL_ARTIFACT_DIR });
+  const watch = createUploadWatch();
+  const writers = createWriterRegistry();
+  let store: ArtifactStore | undefined;
+  const service = await startService({
     name: "artifact",
     listen: config.CORRAL_ARTIFACT_LISTEN,
     databaseUrl: config.DATABASE_URL,
     logger,
     services: [ArtifactService],
-    // Uploads and downloads arrive with the artifact issue; until then they answer UNIMPLEMENTED.
-    routes: (router) => router.service(ArtifactService, {}),
+    routes: (router, database) => {
+      store = createArtifactStore(database.orm);
+      router.service(
+        ArtifactService,
+        createArtifactService({
+          store,
+          blobs,
+          writers,
+          watch,
+          logger,
+          auth: createAuthenticator({ sql: createSql(database.orm), serviceToken: config.CORRAL_ARTIFACT_SERVICE_TOKEN }),
+          limits: {
+            maxArtifactBytes: config.CORRAL_ARTIFACT_MAX_BYTES,
+            runQuotaBytes: config.CORRAL_RUN_QUOTA_BYTES,
+            runQuotaCount: config.CORRAL_RUN_QUOTA_COUNT,
+          },
+          followPollMs: config.CORRAL_ARTIFACT_FOLLOW_POLL,
+        }),
+        // Never compress responses: downloads stream stored bytes, often compressed already
+        // (archives, images), and gzip on the way out cost eight times the rest of a download
+        // (100 MiB: 3.3 s with, 0.4 s without). Compressed uploads are still accepted.
+        { compressMinBytes: Number.POSITIVE_INFINITY },
+      );
+    },
   });
+
+  // Uploads held by other replicas wake this one's followers through PostgreSQL. After a
+  // reconnect, notifications may have been missed: wake every follower to look again.
+  const listener = createPgListener({ url: config.DATABASE_URL, logger, onReconnect: () => watch.notifyAll() });
+  try {
+    await listener.on(UPLOAD_CHANNEL, (uploadId) => watch.notify(uploadId));
+  } catch (error) {
+    await listener.close();
+    await service.close();
+    throw error;
+  }
+  void sweepPartials(store!, blobs, logger).catch((error: unknown) => logger.warn({ err: error }, "sweeping partial uploads failed"));
+
+  return {
+    ...service,
+    blobs,
+    watch,
+    writers,
+    async close(graceMs) {
+      await listener.close();
+      await service.close(graceMs);
+    },
+  };
 }

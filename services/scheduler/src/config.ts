@@ -33,6 +33,11 @@ export const schedulerConfig = {
   CORRAL_WORK_ROOT: z.string().default(".corral/work"),
   /** How the local runtime starts the agent; empty means this checkout's agent on this Node. */
   CORRAL_AGENT_COMMAND: z.string().optional(),
+  /**
+   * Standby agents the local runtime keeps started (modules loaded, waiting for a run), so that
+   * a launch skips the agent's start-up; 0 disables the pool and every launch starts an agent.
+   */
+  CORRAL_LOCAL_WARM_AGENTS: z.coerce.number().int().min(0).max(64).default(2),
   /** How long finalization waits for a completion once the agent's process has ended. */
   CORRAL_COMPLETION_WAIT: duration("10s"),
   /** How often the reconciler looks at every unfinished run, besides reacting to events. */

@@ -37,17 +37,6 @@ export async function startScheduler(config: SchedulerConfig, logger: Logger, op
 
   const listener = createPgListener({ url: config.DATABASE_URL, logger });
   const notifier = await createRunNotifier(listener, ["corral_run_events", "corral_run_changed"]);
-  const runtimes = new Map<string, RuntimeBackend>([
-    [
-      "local",
-      createLocalRuntime({
-        workRoot: config.CORRAL_WORK_ROOT,
-        agentCommand: config.CORRAL_AGENT_COMMAND?.split(" ").filter(Boolean),
-        logger,
-        agentEnv: { CORRAL_LOG_LEVEL: config.CORRAL_LOG_LEVEL, ...options.agentEnv },
-      }),
-    ],
-  ]);
   let store: RunStore | undefined;
   let service: RunningService;
   try {
@@ -67,6 +56,19 @@ export async function startScheduler(config: SchedulerConfig, logger: Logger, op
     throw error;
   }
 
+  // Created once the service is up: the warm pool starts agent processes right away.
+  const runtimes = new Map<string, RuntimeBackend>([
+    [
+      "local",
+      createLocalRuntime({
+        workRoot: config.CORRAL_WORK_ROOT,
+        agentCommand: config.CORRAL_AGENT_COMMAND?.split(" ").filter(Boolean),
+        logger,
+        agentEnv: { CORRAL_LOG_LEVEL: config.CORRAL_LOG_LEVEL, ...options.agentEnv },
+        warmAgents: config.CORRAL_LOCAL_WARM_AGENTS,
+      }),
+    ],
+  ]);
   const sql = createSql(service.database.orm);
   const reconciler = createReconciler({
     sql,

@@ -5,6 +5,14 @@ import { Run } from "./run.ts";
 /** How the runtime backend finds the attempt's sandbox again. */
 export interface RuntimeHandle {
   pid?: number;
+  /**
+   * Local runtime: when `pid` started (field 22 of /proc/<pid>/stat, clock ticks after boot).
+   * A pid alone may have been recycled by the time a restarted scheduler looks; pid and start
+   * time together name one process.
+   */
+  startTime?: number;
+  /** Local runtime: where the agent's wrapper records its exit status. */
+  exitFile?: string;
   containerId?: string;
   namespace?: string;
   jobName?: string;
