@@ -76,7 +76,12 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     const count = database.applied.length;
     progress(count === 0 ? "database schema up to date" : `database schema: applied ${count} migration${count === 1 ? "" : "s"}`);
 
-    const env: NodeJS.ProcessEnv = { CORRAL_WORK_ROOT: join(home, "work"), ...options.env, DATABASE_URL: databaseUrl };
+    const env: NodeJS.ProcessEnv = {
+      CORRAL_WORK_ROOT: join(home, "work"),
+      CORRAL_ARTIFACT_DIR: join(home, "artifacts"),
+      ...options.env,
+      DATABASE_URL: databaseUrl,
+    };
     for (const service of SERVICES) {
       progress(`starting ${service.name}`);
       const started = await startService(service.name, service.entry, logs, env, options.startTimeoutMs ?? 60_000);
