@@ -100,7 +100,7 @@ describe("artifact service: following a growing upload", () => {
       assert.equal(await follower.finished(), null, "ends cleanly once the upload is finished");
       assert.ok(follower.data().equals(data));
       assert.equal((await writer.call).artifact?.complete, true);
-      assert.equal(reader.server.watch.watched, 0, "the follower let go of the upload");
+      assert.equal(reader.server.watch.size, 0, "the follower let go of the upload");
     });
   }
 
@@ -161,10 +161,10 @@ describe("artifact service: following a growing upload", () => {
     await writer.committed(10);
     const follower = follow(fx.client, run, { name: "cancelled-follow.log" });
     await follower.received(10);
-    assert.equal(fx.server.watch.watched, 1);
+    assert.equal(fx.server.watch.size, 1);
     follower.abort();
     assert.equal((await follower.finished())?.code, Code.Canceled);
-    await eventually(async () => (fx.server.watch.watched === 0 ? true : undefined), "the server to drop the follower");
+    await eventually(async () => (fx.server.watch.size === 0 ? true : undefined), "the server to drop the follower");
     writer.end();
   });
 });

@@ -56,7 +56,7 @@ export async function* downloadArtifact(
   let wake: (() => void) | undefined;
   const unwatch =
     request.follow && uploadId
-      ? deps.watch.watch(uploadId, () => {
+      ? deps.watch.follow(uploadId, () => {
           changed = true;
           wake?.();
         })
