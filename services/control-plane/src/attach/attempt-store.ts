@@ -135,9 +135,12 @@ export function createAttemptStore(orm: Orm, pool: PgPool) {
     renewLease: (attemptId: string, epoch: bigint, leaseMs: number) => renewLease(attemptId, epoch, leaseMs),
 
     /**
-     * Stores a contiguous batch of events; replays already stored are dropped by the unique key.
-     * One statement (so one round trip, atomic on its own): renew the lease if the epoch still
-     * holds, and only then insert, update the run's progress and wake its watchers.
+     * Stores a contiguous batch of events in one statement (one round trip, atomic on its own):
+     * renew the lease if the epoch still holds, and only then insert, update the run's progress
+     * and wake its watchers. Replays never get here (the session drops sequences it already
+     * took), so the insert needs no ON CONFLICT, which costs a speculative insertion per row;
+     * the unique key stays the backstop: a duplicate fails the batch, the stream ends and the
+     * agent resumes from what is stored.
      */
     async storeEvents(record: AttemptRecord, epoch: bigint, leaseMs: number, events: StoredEvent[], progress: RunProgress): Promise<void> {
       const trackProgress = progress.phase !== undefined || progress.currentStep !== undefined;
@@ -152,7 +155,6 @@ export function createAttemptStore(orm: Orm, pool: PgPool) {
            select $4, $5, x.sequence, x.type, x.occurred_at, x.payload
              from unnest($6::bigint[], $7::text[], $8::timestamptz[], $9::bytea[]) as x(sequence, type, occurred_at, payload)
             where exists (select 1 from lease)
-           on conflict (run_id, attempt, sequence) do nothing
          ), progressed as (
            update runs set phase = coalesce($10, phase), current_step = case when $11 then $12 else current_step end, updated_at = now()
             where $13 and id = $4 and current_attempt = $5 and exists (select 1 from lease)
