@@ -140,61 +140,59 @@ describe("runPipeline", () => {
     assert.deepEqual(outcomes(), ["clone:failed", "agent:skipped", "readme-fixed:skipped", ...LATER_STEPS_SKIPPED]);
   });
 
+  /**
+   * An onOutput that aborts the pipeline once the agent command prints its process group id
+   * ("pgid=N ready"), noting the group, whether the command led it, and when it aborted.
+   */
+  function abortWhenReady(controller: AbortController, reason?: unknown) {
+    const seen = { pgid: undefined as number | undefined, ledGroup: false, at: 0 };
+    const onOutput: Parameters<typeof recordingObserver>[0] = (chunk) => {
+      const match = /pgid=(\d+) ready/.exec(Buffer.from(chunk.data).toString());
+      if (!match) return;
+      seen.pgid = Number(match[1]);
+      groups.push(seen.pgid);
+      seen.ledGroup = groupExists(seen.pgid);
+      seen.at = performance.now();
+      controller.abort(reason);
+    };
+    return { seen, onOutput };
+  }
+
   it("cancels the running step quickly, skips the rest and leaves no process behind", async () => {
     const controller = new AbortController();
-    let pgid: number | undefined;
-    let ledGroup = false;
-    const began = { at: 0 };
+    const { seen, onOutput } = abortWhenReady(controller, new CancelRequest("stopped by the user"));
     const { result, outcomes, finished } = await run(testSpec(remote.url, { agent: { commandTemplate: 'echo "pgid=$$ ready"; sleep 30', prompt: "p" } }), {
       signal: controller.signal,
-      onOutput(chunk) {
-        const match = /pgid=(\d+) ready/.exec(Buffer.from(chunk.data).toString());
-        if (!match) return;
-        pgid = Number(match[1]);
-        groups.push(pgid);
-        ledGroup = groupExists(pgid);
-        began.at = performance.now();
-        controller.abort(new CancelRequest("stopped by the user"));
-      },
+      onOutput,
     });
-    assert.ok(performance.now() - began.at < 2_000, "cancelling took too long");
+    assert.ok(performance.now() - seen.at < 2_000, "cancelling took too long");
     assert.equal(result.status, "cancelled");
     assert.equal(result.reason, 'cancelled during step "agent": stopped by the user');
     assert.deepEqual(outcomes(), ["clone:succeeded", "agent:cancelled", "readme-fixed:skipped", ...LATER_STEPS_SKIPPED]);
     assert.equal(finished.find((step) => step.name === "agent")?.signal, "SIGTERM");
-    assert.ok(ledGroup, "the agent command did not lead its own process group");
-    assert.ok(await waitForGroupGone(pgid!), "the agent's processes survived the cancel");
+    assert.ok(seen.ledGroup, "the agent command did not lead its own process group");
+    assert.ok(await waitForGroupGone(seen.pgid!), "the agent's processes survived the cancel");
     assert.equal(remoteBranch(root, remote.bare, "corral/run-1"), undefined);
   });
 
   it("SIGKILLs a step that ignores SIGTERM once the grace has passed", async () => {
     const controller = new AbortController();
-    let pgid: number | undefined;
-    let ledGroup = false;
-    let abortedAt = 0;
+    const { seen, onOutput } = abortWhenReady(controller);
     const { result, finished } = await run(testSpec(remote.url, {
       agent: { commandTemplate: "trap '' TERM; echo \"pgid=$$ ready\"; sleep 30 & wait; sleep 30", prompt: "p" },
       timeouts: { stepMs: 20_000, cloneMs: 20_000, graceMs: 400 },
     }), {
       signal: controller.signal,
-      onOutput(chunk) {
-        const match = /pgid=(\d+) ready/.exec(Buffer.from(chunk.data).toString());
-        if (!match) return;
-        pgid = Number(match[1]);
-        groups.push(pgid);
-        ledGroup = groupExists(pgid);
-        abortedAt = performance.now();
-        controller.abort();
-      },
+      onOutput,
     });
-    const took = performance.now() - abortedAt;
+    const took = performance.now() - seen.at;
     assert.equal(result.status, "cancelled");
     const agent = finished.find((step) => step.name === "agent");
     assert.equal(agent?.outcome, "cancelled");
     assert.equal(agent?.signal, "SIGKILL");
     assert.ok(took >= 380 && took < 4_000, `stopped ${took} ms after the abort with a 400 ms grace`);
-    assert.ok(ledGroup, "the agent command did not lead its own process group");
-    assert.ok(await waitForGroupGone(pgid!), "the agent's processes survived SIGKILL");
+    assert.ok(seen.ledGroup, "the agent command did not lead its own process group");
+    assert.ok(await waitForGroupGone(seen.pgid!), "the agent's processes survived SIGKILL");
   });
 
   it("skips everything when cancelled before it starts", async () => {
