@@ -35,8 +35,5 @@ export function createGroupCommit<T>(options: { write: (items: T[]) => Promise<v
       while (running) await running;
       if (failure !== undefined) throw failure;
     },
-    get failed(): boolean {
-      return failure !== undefined;
-    },
   };
 }
