@@ -1,9 +1,9 @@
+import { enumNames } from "@corral/plumbing/enum-names.ts";
 import { timestampDate, type Timestamp } from "@bufbuild/protobuf/wkt";
 import { Phase, StepOutcome, type RunEvent } from "@corral/contract/corral/common/v1/run_event_pb.ts";
 import { RunStatus, Runtime, type Run } from "@corral/contract/corral/scheduler/v1/run_service_pb.ts";
 
-const nameOf = (e: Record<string, string | number>, value: number) =>
-  (Object.entries(e).find(([, v]) => v === value)?.[0] ?? String(value)).toLowerCase();
+const nameOf = (e: Record<string, string | number>, value: number) => enumNames<number>(e).name(value) ?? String(value);
 
 export const statusText = (status: RunStatus) => nameOf(RunStatus, status);
 export const runtimeText = (runtime: Runtime) => nameOf(Runtime, runtime);

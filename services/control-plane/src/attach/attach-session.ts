@@ -13,6 +13,7 @@ import { Phase, RunEventSchema, type RunEvent } from "@corral/contract/corral/co
 import { ArtifactState, CompletionStatus, RunSpecSchema } from "@corral/contract/corral/common/v1/run_spec_pb.ts";
 import { CompletionConflictReason, LeaseSupersededSchema, LimitExceededSchema } from "@corral/contract/corral/common/v1/error_details_pb.ts";
 import { createAsyncQueue } from "@corral/plumbing/async-queue.ts";
+import { enumNames } from "@corral/plumbing/enum-names.ts";
 import { credentialMatches, looksLikeCredential } from "@corral/plumbing/credentials.ts";
 import { aborted, detail, failedPrecondition, invalidArgument, resourceExhausted, unauthenticated } from "@corral/plumbing/errors.ts";
 import type { Logger } from "@corral/plumbing/logger.ts";
@@ -324,18 +325,14 @@ function protocolError(code: ProtocolErrorCode, message: string, sequence: bigin
   return { message: { case: "error", value: { code, message, sequence } } };
 }
 
-const PHASE_NAMES: Record<number, string> = Object.fromEntries(
-  Object.entries(Phase)
-    .filter(([, v]) => typeof v === "number")
-    .map(([k, v]) => [v as number, k.toLowerCase()]),
-);
+const PHASE_NAMES = enumNames<Phase>(Phase);
 
 /** The run's phase and current step after a batch of events, for GetRun and listings. */
 function progressOf(events: RunEvent[]): RunProgress {
   const progress: RunProgress = {};
   for (const event of events) {
     const payload = event.payload;
-    if (payload.case === "phaseChanged") progress.phase = PHASE_NAMES[payload.value.phase];
+    if (payload.case === "phaseChanged") progress.phase = PHASE_NAMES.name(payload.value.phase);
     else if (payload.case === "stepStarted") progress.currentStep = payload.value.name;
     else if (payload.case === "stepFinished") progress.currentStep = null;
   }

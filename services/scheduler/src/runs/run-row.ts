@@ -1,3 +1,4 @@
+import { enumNames } from "@corral/plumbing/enum-names.ts";
 import { create, fromJson } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { RunSchema, RunStatus, Runtime, type Run } from "@corral/contract/corral/scheduler/v1/run_service_pb.ts";
@@ -29,17 +30,13 @@ export interface RunRow {
 
 export const TERMINAL_STATUSES = ["completed", "failed", "cancelled"];
 
-/** Stored names are the enum's value names in lower case: RunStatus.QUEUED is "queued". */
-const byName = <V extends number>(e: Record<string, string | V>) =>
-  new Map(Object.entries(e).filter((entry): entry is [string, V] => typeof entry[1] === "number").map(([k, v]) => [k.toLowerCase(), v]));
+const RUN_STATUS = enumNames<RunStatus>(RunStatus);
+const RUNTIME = enumNames<Runtime>(Runtime);
+const PHASE = enumNames<Phase>(Phase);
+const ARTIFACT_STATE = enumNames<ArtifactState>(ArtifactState);
 
-export const RUN_STATUS = byName<RunStatus>(RunStatus);
-export const RUNTIME = byName<Runtime>(Runtime);
-const PHASE = byName<Phase>(Phase);
-const ARTIFACT_STATE = byName<ArtifactState>(ArtifactState);
-
-export const runStatusName = (status: RunStatus) => [...RUN_STATUS].find(([, v]) => v === status)?.[0];
-export const runtimeName = (runtime: Runtime) => [...RUNTIME].find(([, v]) => v === runtime)?.[0];
+export const runStatusName = RUN_STATUS.name;
+export const runtimeName = RUNTIME.name;
 
 const time = (value: string | null) => (value ? timestampFromDate(new Date(value)) : undefined);
 
@@ -48,9 +45,9 @@ export function toRunMessage(row: RunRow): Run {
   return create(RunSchema, {
     id: row.id,
     spec: fromJson(RunSpecSchema, row.spec as never, { ignoreUnknownFields: true }),
-    runtime: RUNTIME.get(row.runtime) ?? Runtime.UNSPECIFIED,
-    status: RUN_STATUS.get(row.status) ?? RunStatus.UNSPECIFIED,
-    phase: (row.phase && PHASE.get(row.phase)) || Phase.UNSPECIFIED,
+    runtime: RUNTIME.value(row.runtime) ?? Runtime.UNSPECIFIED,
+    status: RUN_STATUS.value(row.status) ?? RunStatus.UNSPECIFIED,
+    phase: (row.phase && PHASE.value(row.phase)) || Phase.UNSPECIFIED,
     currentStep: row.current_step ?? "",
     attempt: row.current_attempt,
     createdAt: time(row.created_at),
@@ -62,6 +59,6 @@ export function toRunMessage(row: RunRow): Run {
     cancelReason: row.cancel_reason ?? "",
     reason: row.reason ?? "",
     result: row.result ? { commitSha: row.result.commitSha ?? "", branch: row.result.branch ?? "", changedFiles: row.result.changedFiles ?? [] } : undefined,
-    artifactState: (row.artifact_state && ARTIFACT_STATE.get(row.artifact_state)) || ArtifactState.UNSPECIFIED,
+    artifactState: (row.artifact_state && ARTIFACT_STATE.value(row.artifact_state)) || ArtifactState.UNSPECIFIED,
   });
 }
