@@ -78,4 +78,21 @@ export const duration = (fallback: string) =>
       return Number(match[1]) * unit;
     });
 
+const UNITS: Record<string, number> = { "": 1, B: 1, KiB: 1024, MiB: 1024 ** 2, GiB: 1024 ** 3, TiB: 1024 ** 4 };
+
+/** A byte count, written as an integer with an optional binary unit: "1048576", "512MiB", "4GiB". */
+export const byteSize = (fallback: string) =>
+  z
+    .string()
+    .default(fallback)
+    .transform((value, ctx) => {
+      const match = /^(\d+)\s*(B|KiB|MiB|GiB|TiB)?$/.exec(value.trim());
+      const bytes = match ? Number(match[1]) * UNITS[match[2] ?? ""]! : NaN;
+      if (!match || !Number.isSafeInteger(bytes) || bytes <= 0) {
+        ctx.addIssue({ code: "custom", message: `expected a positive byte count such as 1048576, 512MiB or 4GiB, got "${value}"` });
+        return z.NEVER;
+      }
+      return bytes;
+    });
+
 export const positiveInt = (fallback: number) => z.coerce.number().int().positive().default(fallback);

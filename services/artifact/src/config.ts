@@ -1,21 +1,24 @@
 import { z } from "zod";
-import { duration, listenAddress, logLevel, positiveInt, postgresUrl } from "@corral/plumbing/config.ts";
+import { byteSize, duration, listenAddress, logLevel, positiveInt, postgresUrl } from "@corral/plumbing/config.ts";
 
-const UNITS: Record<string, number> = { "": 1, B: 1, KiB: 1024, MiB: 1024 ** 2, GiB: 1024 ** 3, TiB: 1024 ** 4 };
-
-/** A byte count, written as an integer with an optional binary unit: "1048576", "512MiB", "4GiB". */
-const byteSize = (fallback: string) =>
+/**
+ * How long a finished run keeps its artifacts: a duration with a unit, days included ("30d",
+ * "12h", "90m"), or "0" / "off" to keep them forever (0 in the parsed config).
+ */
+const retentionAge = (fallback: string) =>
   z
     .string()
     .default(fallback)
     .transform((value, ctx) => {
-      const match = /^(\d+)\s*(B|KiB|MiB|GiB|TiB)?$/.exec(value.trim());
-      const bytes = match ? Number(match[1]) * UNITS[match[2] ?? ""]! : NaN;
-      if (!match || !Number.isSafeInteger(bytes) || bytes <= 0) {
-        ctx.addIssue({ code: "custom", message: `expected a positive byte count such as 1048576, 512MiB or 4GiB, got "${value}"` });
+      const text = value.trim().toLowerCase();
+      if (text === "0" || text === "off") return 0;
+      const match = /^(\d+)(ms|s|m|h|d)$/.exec(text);
+      const ms = match ? Number(match[1]) * { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[match[2] as "ms"] : NaN;
+      if (!match || !Number.isSafeInteger(ms) || ms <= 0) {
+        ctx.addIssue({ code: "custom", message: `expected a duration such as 30d, 12h or 90m, or "off" (or 0) to keep artifacts forever; got "${value}"` });
         return z.NEVER;
       }
-      return bytes;
+      return ms;
     });
 
 /** Environment of the artifact service, validated once at start-up. */
@@ -41,6 +44,13 @@ export const artifactConfig = {
    * (another replica); it looks again at this pace anyway, for notifications lost on a reconnect.
    */
   CORRAL_ARTIFACT_FOLLOW_POLL: duration("5s"),
+  /**
+   * Artifacts of a run are deleted this long after the run finished (runs.finished_at); blobs no
+   * artifact points at any more go with them. 0 ("off") keeps every run's artifacts.
+   */
+  CORRAL_ARTIFACT_RETENTION: retentionAge("30d"),
+  /** Pause between two retention sweeps; the first runs at start-up. */
+  CORRAL_ARTIFACT_SWEEP_INTERVAL: duration("1h").refine((ms) => ms > 0, "must be more than 0"),
 };
 
 export type ArtifactConfig = Readonly<z.infer<z.ZodObject<typeof artifactConfig>>>;
