@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Builds the upstream test tools that Corral's suites drive, from Go modules, into
-# .cache/tools (git-ignored). Cached: a second run with the same versions does nothing.
+# the tools cache: CORRAL_TOOLS_CACHE, else .cache/tools (git-ignored). Cached: a second run with
+# the same versions does nothing. Then build-kube.sh builds the Kubernetes control plane.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
-cache="$root/.cache/tools"
+cache="${CORRAL_TOOLS_CACHE:-$root/.cache/tools}"
 export GOBIN="$cache/bin" GOMODCACHE="$cache/gomod" GOCACHE="$cache/gocache" GOFLAGS=-mod=mod
 mkdir -p "$GOBIN"
 
@@ -26,3 +27,5 @@ if [ "$(cat "$cache/kustomize.version" 2>/dev/null)" != "$KUSTOMIZE_VERSION" ] |
   go install "sigs.k8s.io/kustomize/kustomize/v5@$KUSTOMIZE_VERSION"
   echo "$KUSTOMIZE_VERSION" > "$cache/kustomize.version"
 fi
+
+bash "$root/test/tools/build-kube.sh"
