@@ -68,7 +68,7 @@ describe("local runtime", function () {
 
   async function launch(rt: LocalRuntime, credential?: string, commandTemplate = "sleep 30") {
     const run = await seedAgentRun(fx.sql, { repositoryUrl: remote.url, agent: { commandTemplate, prompt: "wait" } });
-    const handle = await rt.launch({ runId: run.runId, attempt: 1, credential: credential ?? run.token, controlPlaneUrl: fx.url, limits: {} });
+    const handle = await rt.launch({ runId: run.runId, attempt: 1, credential: credential ?? run.token, controlPlaneUrl: fx.url, limits: {}, timeouts: { runMs: 60_000, graceMs: 1000 } });
     handles.push(handle);
     return { run, handle };
   }
@@ -185,7 +185,7 @@ describe("local runtime", function () {
       const rt = runtime({ warmAgents }, join(root, `work-${warmAgents}`));
       if (warmAgents) await readyStandbys(rt, 1);
       const run = await seedAgentRun(fx.sql, { repositoryUrl: remote.url, agent: { commandTemplate: "sleep 30", prompt: "wait" } });
-      const handle = await rt.launch({ runId: run.runId, attempt: 1, credential: run.token, controlPlaneUrl: fx.url, limits: {} });
+      const handle = await rt.launch({ runId: run.runId, attempt: 1, credential: run.token, controlPlaneUrl: fx.url, limits: {}, timeouts: { runMs: 60_000, graceMs: 1000 } });
       handles.push(handle);
       assert.equal(handle.exitFile!.includes("/.pool/"), warmAgents === 1);
       // Attached means the agent read and used the credential; its process is still there.

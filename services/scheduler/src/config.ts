@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { duration, listenAddress, logLevel, positiveInt, postgresUrl } from "@corral/plumbing/config.ts";
+import { byteSize, duration, listenAddress, logLevel, positiveInt, postgresUrl } from "@corral/plumbing/config.ts";
 
 const runtimeName = z.enum(["local", "docker", "kubernetes"]);
 
@@ -49,6 +49,34 @@ export const schedulerConfig = {
   CORRAL_DEFAULT_GRACE: duration("10s"),
   CORRAL_COMMIT_AUTHOR_NAME: z.string().default("Corral"),
   CORRAL_COMMIT_AUTHOR_EMAIL: z.email().default("corral@localhost"),
+
+  // The kubernetes runtime; read only when CORRAL_RUNTIMES names it.
+  /** A kubeconfig file; unset: in-cluster credentials inside a pod, else $KUBECONFIG or ~/.kube/config. */
+  CORRAL_KUBECONFIG: z.string().optional(),
+  /** A context of the kubeconfig other than its current one. */
+  CORRAL_KUBERNETES_CONTEXT: z.string().optional(),
+  /** Where agent Jobs run. */
+  CORRAL_KUBERNETES_NAMESPACE: z.string().regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, "expected a namespace name (DNS-1123 label)").default("corral-runs"),
+  /** The runner agent's image (deploy/docker/agent.Dockerfile). */
+  CORRAL_KUBERNETES_AGENT_IMAGE: z.string().min(1).default("corral-agent:latest"),
+  CORRAL_KUBERNETES_IMAGE_PULL_POLICY: z.enum(["Always", "IfNotPresent", "Never"]).optional(),
+  /** Comma-separated names of image pull Secrets in the namespace. */
+  CORRAL_KUBERNETES_IMAGE_PULL_SECRETS: z
+    .string()
+    .default("")
+    .transform((value) => value.split(",").map((s) => s.trim()).filter(Boolean)),
+  /** Service account of agent pods; its token is never mounted. */
+  CORRAL_KUBERNETES_SERVICE_ACCOUNT: z.string().optional(),
+  /** A YAML PodTemplate (or PodTemplateSpec) agent pods start from: node selector, tolerations, sidecars. */
+  CORRAL_KUBERNETES_POD_TEMPLATE: z.string().optional(),
+  /** How long a finished Job stays for inspection before Kubernetes deletes it (with its Secret). */
+  CORRAL_KUBERNETES_JOB_TTL: duration("1h"),
+  /** The control plane as agent pods reach it; unset: CORRAL_CONTROL_PLANE_URL. */
+  CORRAL_KUBERNETES_CONTROL_PLANE_URL: z.url().optional(),
+  /** Resources of a run whose spec sets none. */
+  CORRAL_KUBERNETES_DEFAULT_CPU_MILLIS: positiveInt(1000),
+  CORRAL_KUBERNETES_DEFAULT_MEMORY: byteSize("2GiB"),
+  CORRAL_KUBERNETES_DEFAULT_DISK: byteSize("10GiB"),
 };
 
 export type SchedulerConfig = Readonly<z.infer<z.ZodObject<typeof schedulerConfig>>>;

@@ -12,14 +12,16 @@ import { createRunStore, type RunStore } from "./runs/run-store.ts";
 import type { SchedulerDefaults } from "./runs/validated-submission.ts";
 import { createLocalRuntime } from "./runtime/local-runtime.ts";
 import type { RuntimeBackend } from "./runtime/runtime-backend.ts";
+import { createKubernetesRuntime } from "./runtime/kubernetes/kubernetes-runtime.ts";
+import { kubernetesSettings } from "./runtime/kubernetes/kubernetes-settings.ts";
 
 export interface Scheduler extends RunningService {
   readonly runtimes: ReadonlyMap<string, RuntimeBackend>;
 }
 
 export async function startScheduler(config: SchedulerConfig, logger: Logger, options: { agentEnv?: Record<string, string> } = {}): Promise<Scheduler> {
-  const unavailable = config.CORRAL_RUNTIMES.filter((name) => name !== "local");
-  if (unavailable.length > 0) throw new Error(`CORRAL_RUNTIMES: runtime ${unavailable.join(", ")} is not available in this version; use local`);
+  const unavailable = config.CORRAL_RUNTIMES.filter((name) => name === "docker");
+  if (unavailable.length > 0) throw new Error(`CORRAL_RUNTIMES: runtime ${unavailable.join(", ")} is not available in this version; use local or kubernetes`);
   if (!config.CORRAL_RUNTIMES.includes(config.CORRAL_DEFAULT_RUNTIME)) {
     throw new Error(`CORRAL_DEFAULT_RUNTIME: ${config.CORRAL_DEFAULT_RUNTIME} is not among CORRAL_RUNTIMES (${config.CORRAL_RUNTIMES.join(", ")})`);
   }
@@ -57,18 +59,36 @@ export async function startScheduler(config: SchedulerConfig, logger: Logger, op
   }
 
   // Created once the service is up: the warm pool starts agent processes right away.
-  const runtimes = new Map<string, RuntimeBackend>([
-    [
-      "local",
-      createLocalRuntime({
-        workRoot: config.CORRAL_WORK_ROOT,
-        agentCommand: config.CORRAL_AGENT_COMMAND?.split(" ").filter(Boolean),
-        logger,
-        agentEnv: { CORRAL_LOG_LEVEL: config.CORRAL_LOG_LEVEL, ...options.agentEnv },
-        warmAgents: config.CORRAL_LOCAL_WARM_AGENTS,
-      }),
-    ],
-  ]);
+  const agentEnv = { CORRAL_LOG_LEVEL: config.CORRAL_LOG_LEVEL, ...options.agentEnv };
+  const runtimes = new Map<string, RuntimeBackend>();
+  try {
+    if (config.CORRAL_RUNTIMES.includes("local")) {
+      runtimes.set(
+        "local",
+        createLocalRuntime({
+          workRoot: config.CORRAL_WORK_ROOT,
+          agentCommand: config.CORRAL_AGENT_COMMAND?.split(" ").filter(Boolean),
+          logger,
+          agentEnv,
+          warmAgents: config.CORRAL_LOCAL_WARM_AGENTS,
+        }),
+      );
+    }
+    if (config.CORRAL_RUNTIMES.includes("kubernetes")) {
+      runtimes.set("kubernetes", createKubernetesRuntime({ ...kubernetesSettings(config, { CORRAL_LOG_LEVEL: config.CORRAL_LOG_LEVEL }), logger }));
+    }
+    // A runtime that cannot launch is a configuration problem: say what to fix now, not at the first run.
+    for (const backend of runtimes.values()) {
+      const { ok, message } = await backend.preflight();
+      if (!ok) throw new Error(`runtime ${backend.name} failed its preflight: ${message}`);
+      logger.info({ runtime: backend.name }, message);
+    }
+  } catch (error) {
+    for (const backend of runtimes.values()) await backend.close();
+    await service.close(0);
+    await listener.close();
+    throw error;
+  }
   const sql = createSql(service.database.orm);
   const reconciler = createReconciler({
     sql,

@@ -2,7 +2,7 @@ import { mintCredential } from "@corral/plumbing/credentials.ts";
 import type { Sql } from "@corral/plumbing/db/sql.ts";
 import type { Logger } from "@corral/plumbing/logger.ts";
 import { durationJsonMs } from "../runs/duration-json.ts";
-import type { RuntimeBackend } from "../runtime/runtime-backend.ts";
+import type { LaunchRequest, RuntimeBackend } from "../runtime/runtime-backend.ts";
 
 export interface DispatcherOptions {
   sql: Sql;
@@ -20,7 +20,8 @@ interface Admitted {
   attempt: number;
   runtime: string;
   credential: string;
-  limits: { cpuMillis?: number; memoryBytes?: number; pids?: number; diskBytes?: number };
+  limits: LaunchRequest["limits"];
+  timeouts: LaunchRequest["timeouts"];
 }
 
 const ACTIVE = "('launching', 'running', 'cancelling')";
@@ -43,7 +44,7 @@ export function createDispatcher(options: DispatcherOptions) {
       await sql.run("select pg_advisory_xact_lock(?)", [ADMISSION_LOCK], trx);
       const active = await sql.one<{ n: string }>(`select count(*) as n from runs where status in ${ACTIVE}`, [], trx);
       if (Number(active!.n) >= options.maxConcurrentRuns) return undefined;
-      const run = await sql.one<{ id: string; runtime: string; current_attempt: number; spec: { timeouts?: { run?: string }; limits?: Record<string, unknown> } }>(
+      const run = await sql.one<{ id: string; runtime: string; current_attempt: number; spec: { timeouts?: { run?: string; grace?: string }; limits?: Record<string, unknown> } }>(
         `select r.id, r.runtime, r.current_attempt, r.spec from runs r
           where r.status = 'queued'
             and (select count(*) from runs x where x.repository_url = r.repository_url and x.status in ${ACTIVE}) < ?
@@ -76,6 +77,7 @@ export function createDispatcher(options: DispatcherOptions) {
         attempt,
         runtime: run.runtime,
         credential: token,
+        timeouts: { runMs: runTimeoutMs, graceMs: durationJsonMs(run.spec.timeouts?.grace) ?? 10_000 },
         limits: {
           cpuMillis: Number(limits.cpuMillis ?? 0) || undefined,
           memoryBytes: Number(limits.memoryBytes ?? 0) || undefined,
@@ -100,6 +102,7 @@ export function createDispatcher(options: DispatcherOptions) {
         credential: admitted.credential,
         controlPlaneUrl: options.controlPlaneUrl,
         limits: admitted.limits,
+        timeouts: admitted.timeouts,
       });
       await sql.run("update attempts set runtime_handle = ?::jsonb where run_id = ? and number = ?", [JSON.stringify(handle), admitted.runId, admitted.attempt]);
       log.info("launched");

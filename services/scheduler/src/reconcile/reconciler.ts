@@ -2,7 +2,7 @@ import type { Sql } from "@corral/plumbing/db/sql.ts";
 import type { Logger } from "@corral/plumbing/logger.ts";
 import { decideFinalStatus, type CompletionKind, type FinalStatus, type RuntimeFact } from "../finalization/decide-final-status.ts";
 import { durationJsonMs } from "../runs/duration-json.ts";
-import type { RuntimeBackend, RuntimeHandle } from "../runtime/runtime-backend.ts";
+import type { CleanupStep, RuntimeBackend, RuntimeHandle } from "../runtime/runtime-backend.ts";
 
 export interface ReconcilerOptions {
   sql: Sql;
@@ -42,6 +42,12 @@ interface ActiveAttempt {
 const ESCALATION_SLACK_MS = 5000;
 // An agent that never attached within this long is considered lost.
 const ATTACH_TIMEOUT_MS = 120_000;
+// How much of a sandbox's output goes into a run's reason.
+const DIAGNOSTICS_IN_REASON = 2048;
+
+function tail(text: string, max: number): string {
+  return text.length <= max ? text : `…${text.slice(-max)}`;
+}
 
 /**
  * Level-based reconciliation of unfinished runs: each pass gathers the evidence (cancel
@@ -54,6 +60,16 @@ export function createReconciler(options: ReconcilerOptions) {
   const inFlight = new Map<string, Promise<void>>();
   const rerun = new Set<string>();
   const timers = new Set<NodeJS.Timeout>();
+  // Cleanup steps already recorded by this process, so that repeated passes record each once.
+  const noted = new Set<string>();
+
+  async function note(backend: RuntimeBackend | undefined, row: ActiveAttempt, step: CleanupStep, message: string): Promise<void> {
+    const key = `${row.run_id}/${row.attempt}/${step}`;
+    if (noted.has(key)) return;
+    noted.add(key);
+    logger.info({ runId: row.run_id, attempt: row.attempt, step }, message);
+    await backend?.note?.(row.run_id, row.attempt, step, message);
+  }
 
   const load = (runId?: string) =>
     sql.all<ActiveAttempt>(
@@ -109,8 +125,9 @@ export function createReconciler(options: ReconcilerOptions) {
     if (cancelAccepted && fact === "running") {
       const graceMs = row.cancel_grace_ms ?? durationJsonMs(row.spec_grace) ?? options.defaultGraceMs;
       const since = now - Date.parse(row.cancel_requested_at!);
+      await note(backend, row, "cancel_requested", `cancel requested; the agent has ${graceMs} ms to stop its step and complete`);
       if (since > graceMs + ESCALATION_SLACK_MS && backend && row.runtime_handle) {
-        log.warn({ since }, "cancel not honoured within the grace; stopping the sandbox");
+        await note(backend, row, "grace_elapsed", `the agent did not stop within the grace (${graceMs} ms); stopping its sandbox`);
         await backend.terminate(row.runtime_handle, 0);
       }
       escalationExhausted = since > graceMs + 3 * ESCALATION_SLACK_MS;
@@ -122,18 +139,30 @@ export function createReconciler(options: ReconcilerOptions) {
       cancelAccepted,
       completion: (row.completion_status as CompletionKind | null) ?? "none",
       runtimeFact: fact,
-      waitWindowElapsed: endedAt !== undefined && now - endedAt >= options.completionWaitMs,
+      // An agent that never started cannot complete: waiting for it would only delay the failure.
+      waitWindowElapsed: endedAt !== undefined && (now - endedAt >= options.completionWaitMs || (observed.neverStarted === true && row.attached_at === null)),
       escalationExhausted,
     });
     if (!decision.decided) return;
 
     // The agent's own reason and the process detail explain a failure; a success needs neither.
     const failed = decision.status === "failed";
-    const reason = [decision.status !== "completed" ? row.completion_reason : "", ...notes, decision.reason, failed ? observed.detail : ""]
+    // The sandbox's own output is the only account of an agent that never attached.
+    const diagnostics =
+      failed && row.attached_at === null ? await backend?.diagnostics?.(row.run_id, row.attempt, row.runtime_handle).catch(() => undefined) : undefined;
+    const reason = [
+      decision.status !== "completed" ? row.completion_reason : "",
+      ...notes,
+      decision.reason,
+      failed ? observed.detail : "",
+      diagnostics ? `the sandbox's last output: ${tail(diagnostics, DIAGNOSTICS_IN_REASON)}` : "",
+    ]
       .filter(Boolean)
       .join("; ");
     await finalize(row, decision.status, reason);
+    await note(backend, row, "finalized", `finalized as ${decision.status}: ${decision.reason}`);
     if (backend) await backend.cleanup(row.run_id, row.attempt, row.runtime_handle).catch((error: unknown) => log.warn({ err: error }, "cleanup failed"));
+    for (const step of ["cancel_requested", "grace_elapsed", "finalized"]) noted.delete(`${row.run_id}/${row.attempt}/${step}`);
     log.info({ status: decision.status, reason }, "run finalized");
     options.onFinalized(row.run_id);
   }
@@ -186,6 +215,29 @@ export function createReconciler(options: ReconcilerOptions) {
     return pass;
   }
 
+  /**
+   * Sandboxes whose attempt is not its run's current, unfinished one (a run finalized while the
+   * scheduler was down, a run deleted from the database, a crash between launch and record) are
+   * removed. Read after the sandboxes are listed, so a run launched in between is seen active.
+   */
+  async function collectOrphans(): Promise<void> {
+    for (const backend of options.runtimes.values()) {
+      if (!backend.listSandboxes) continue;
+      const sandboxes = await backend.listSandboxes();
+      if (sandboxes.length === 0) continue;
+      const active = await sql.all<{ id: string; current_attempt: number }>(
+        `select id, current_attempt from runs where status in ('launching', 'running', 'cancelling') and id = any(?::uuid[])`,
+        [sandboxes.map((s) => s.runId)],
+      );
+      const live = new Set(active.map((r) => `${r.id}/${r.current_attempt}`));
+      for (const sandbox of sandboxes) {
+        if (live.has(`${sandbox.runId}/${sandbox.attempt}`) || inFlight.has(sandbox.runId)) continue;
+        logger.warn({ runId: sandbox.runId, attempt: sandbox.attempt, runtime: backend.name }, "removing an orphaned sandbox: its run is finished or unknown");
+        await backend.cleanup(sandbox.runId, sandbox.attempt, sandbox.handle).catch((error: unknown) => logger.warn({ err: error }, "orphan cleanup failed"));
+      }
+    }
+  }
+
   return {
     reconcileRun,
     /** Finalizes an attempt that could not be launched. */
@@ -194,10 +246,11 @@ export function createReconciler(options: ReconcilerOptions) {
       if (row && row.attempt === attempt) await finalize(row, "failed", reason);
       options.onFinalized(runId);
     },
-    /** A pass over every unfinished run. */
+    /** A pass over every unfinished run, then over sandboxes no unfinished attempt owns. */
     async sweep(): Promise<void> {
       const rows = await load();
       await Promise.all([...new Set(rows.map((r) => r.run_id))].map(reconcileRun));
+      await collectOrphans();
     },
     close(): void {
       for (const timer of timers) clearTimeout(timer);

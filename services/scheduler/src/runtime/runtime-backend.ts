@@ -12,6 +12,8 @@ export interface LaunchRequest {
   controlPlaneUrl: string;
   /** Resource limits from the run spec, where the runtime can apply them. */
   limits: { cpuMillis?: number; memoryBytes?: number; pids?: number; diskBytes?: number };
+  /** The run's budget once attached and the grace between a polite and a forced stop. */
+  timeouts: { runMs: number; graceMs: number };
 }
 
 export type FactListener = (runId: string, attempt: number, fact: RuntimeFact, detail: string) => void;
@@ -26,12 +28,31 @@ export interface RuntimeBackend {
   preflight(signal?: AbortSignal): Promise<{ ok: boolean; message: string }>;
   launch(request: LaunchRequest): Promise<RuntimeHandle>;
   /** The attempt's sandbox as the runtime sees it now (level-based, for reconciliation). */
-  observe(runId: string, attempt: number, handle: RuntimeHandle | null): Promise<{ fact: RuntimeFact; detail: string }>;
+  observe(runId: string, attempt: number, handle: RuntimeHandle | null): Promise<Observation>;
   /** Stops the sandbox: a polite stop, then a forced one after the grace. */
   terminate(handle: RuntimeHandle, graceMs: number): Promise<void>;
   /** Removes what the attempt left behind, once it is final. */
   cleanup(runId: string, attempt: number, handle: RuntimeHandle | null): Promise<void>;
   /** Facts as they happen (edge-triggered), so finalization need not wait for a sweep. */
   onFact(listener: FactListener): void;
+  /**
+   * What the sandbox printed, bounded, for an attempt whose agent never attached: the only
+   * account of why (a bad image entrypoint, a crash before the first message).
+   */
+  diagnostics?(runId: string, attempt: number, handle: RuntimeHandle | null): Promise<string | undefined>;
+  /** Records a step of stopping and cleaning up where the runtime's own users look (Kubernetes Events). */
+  note?(runId: string, attempt: number, step: CleanupStep, message: string): Promise<void>;
+  /** Every sandbox the runtime holds, whatever its run's state, so orphans can be found. */
+  listSandboxes?(signal?: AbortSignal): Promise<{ runId: string; attempt: number; handle: RuntimeHandle }[]>;
   close(): Promise<void>;
 }
+
+export interface Observation {
+  fact: RuntimeFact;
+  detail: string;
+  /** The agent cannot have started (an image that cannot be pulled): no completion will come. */
+  neverStarted?: boolean;
+}
+
+/** The steps of stopping an attempt's sandbox, in order (ARCHITECTURE.md, "cleanup"). */
+export type CleanupStep = "cancel_requested" | "grace_elapsed" | "force_deleted" | "finalized" | "objects_deleted" | "artifacts_kept";
