@@ -4,8 +4,8 @@
  * Names are derived from the full run id and the attempt, never from a truncated or hashed
  * id: two attempts can then never share a name (the seed truncated ids, and collided). A run
  * id is a lowercase uuid, which is already DNS-1123, so `corral-<uuid>-<attempt>` is a valid
- * name of at most 7 + 36 + 1 + 10 = 54 characters, and the Secret's `-credential` suffix
- * keeps it within 63 even for the largest attempt number.
+ * name of at most 7 + 36 + 1 + 10 = 54 characters, and the Secret's `-cred` suffix keeps
+ * it within 63 even for the largest attempt number (a property test checks both).
  */
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 export const DNS1123_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
@@ -35,7 +35,7 @@ export function jobName(runId: string, attempt: number): string {
 }
 
 export function secretName(runId: string, attempt: number): string {
-  return `${checked(runId, attempt)}-credential`;
+  return `${checked(runId, attempt)}-cred`;
 }
 
 export function sandboxLabels(runId: string, attempt: number): Record<string, string> {
