@@ -61,30 +61,36 @@ RUN groupadd --system --gid 10001 corral \
 USER 10001:10001
 
 FROM runtime AS scheduler
+# Owner of the copied sources: root (read-only to the service) except in skaffold's dev-sync
+# profile, which copies edited files into running containers as the service user. (An ARG
+# is scoped to its stage, hence one in each.)
+ARG SOURCE_OWNER=0:0
 # Dependencies first (they change least), with the workspace links
 # (node_modules/@corral/* -> ../../<workspace>), then the sources the service runs.
 COPY --from=scheduler-deps /app /app
-COPY proto/gen proto/gen
-COPY plumbing/src plumbing/src
-COPY services/scheduler/src services/scheduler/src
+COPY --chown=${SOURCE_OWNER} proto/gen proto/gen
+COPY --chown=${SOURCE_OWNER} plumbing/src plumbing/src
+COPY --chown=${SOURCE_OWNER} services/scheduler/src services/scheduler/src
 ENV CORRAL_SCHEDULER_LISTEN=0.0.0.0:8700
 EXPOSE 8700
 CMD ["node", "services/scheduler/src/main.ts"]
 
 FROM runtime AS control-plane
+ARG SOURCE_OWNER=0:0
 COPY --from=control-plane-deps /app /app
-COPY proto/gen proto/gen
-COPY plumbing/src plumbing/src
-COPY services/control-plane/src services/control-plane/src
+COPY --chown=${SOURCE_OWNER} proto/gen proto/gen
+COPY --chown=${SOURCE_OWNER} plumbing/src plumbing/src
+COPY --chown=${SOURCE_OWNER} services/control-plane/src services/control-plane/src
 ENV CORRAL_CONTROL_PLANE_LISTEN=0.0.0.0:8701
 EXPOSE 8701
 CMD ["node", "services/control-plane/src/main.ts"]
 
 FROM runtime AS artifact
+ARG SOURCE_OWNER=0:0
 COPY --from=artifact-deps /app /app
-COPY proto/gen proto/gen
-COPY plumbing/src plumbing/src
-COPY services/artifact/src services/artifact/src
+COPY --chown=${SOURCE_OWNER} proto/gen proto/gen
+COPY --chown=${SOURCE_OWNER} plumbing/src plumbing/src
+COPY --chown=${SOURCE_OWNER} services/artifact/src services/artifact/src
 ENV CORRAL_ARTIFACT_LISTEN=0.0.0.0:8702
 EXPOSE 8702
 CMD ["node", "services/artifact/src/main.ts"]

@@ -5,6 +5,7 @@ import { join, posix } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { parse, parseAllDocuments } from "yaml";
+import { REQUIRED_ACCESS } from "@corral/scheduler/runtime/kubernetes/preflight-kubernetes.ts";
 import { schedulerConfig } from "@corral/scheduler/config.ts";
 import { controlPlaneConfig } from "@corral/control-plane/config.ts";
 import { artifactConfig } from "@corral/artifact/config.ts";
@@ -41,9 +42,7 @@ const SERVICES = [
 });
 
 /** Variables set in a Deployment ahead of the code that reads them, and who will read them. */
-const PENDING_ENV: Record<string, string[]> = {
-  scheduler: ["CORRAL_AGENT_IMAGE"], // the Kubernetes runtime
-};
+const PENDING_ENV: Record<string, string[]> = {};
 
 // ---------------------------------------------------------------- Kubernetes object shapes
 
@@ -251,10 +250,10 @@ describe("deploy assets", () => {
       }
     });
 
-    it("port-forwards each service's port from its Service in the dev namespace", () => {
+    it("port-forwards each service's port, and the Jaeger UI, from its Service in the dev namespace", () => {
       assert.deepEqual(
         skaffold.portForward.map((f) => [f.resourceType.toLowerCase(), f.resourceName, f.namespace, f.port, f.localPort]),
-        SERVICES.map((s) => ["service", s.resource, NAMESPACE, s.port, s.port]),
+        [...SERVICES.map((s) => ["service", s.resource, NAMESPACE, s.port, s.port]), ["service", "corral-jaeger", NAMESPACE, 16686, 16686]],
       );
     });
   });
@@ -457,7 +456,7 @@ describe("deploy assets", () => {
     it("gives every workload limits, probes and the restricted securityContext", () => {
       assert.deepEqual(
         all<Workload>("Deployment").map((d) => d.metadata.name).sort(),
-        SERVICES.map((s) => s.resource).sort(),
+        [...SERVICES.map((s) => s.resource), "corral-jaeger"].sort(),
       );
       const problems = workloads().flatMap((w) => podProblems(`${w.kind}/${w.metadata.name}`, w.spec.template.spec));
       assert.deepEqual(problems, []);
@@ -559,26 +558,19 @@ describe("deploy assets", () => {
 
     it("lets only the scheduler manage Jobs, their Secrets and read their pods, in its namespace", () => {
       const role = one<K8sObject & { rules: { apiGroups: string[]; resources: string[]; verbs: string[] }[] }>("Role", "corral-scheduler");
-      const allowed: Record<string, string[]> = {
-        "batch/jobs": ["get", "list", "watch", "create", "delete"],
-        "/secrets": ["get", "create", "delete"],
-        "/pods": ["get", "list", "watch"],
-        "/pods/log": ["get"],
-      };
+      // Exactly what the backend calls, no more: the list its preflight checks.
+      const needed = new Set(REQUIRED_ACCESS.map((a) => `${a.verb} ${a.group}/${a.resource}${a.subresource ? `/${a.subresource}` : ""}`));
       const granted = new Set<string>();
       for (const rule of role.rules) {
         for (const group of rule.apiGroups) {
           for (const resource of rule.resources) {
-            const key = `${group}/${resource}`;
-            assert.ok(allowed[key], `grants ${key}`);
-            for (const verb of rule.verbs) {
-              assert.ok(allowed[key]!.includes(verb), `grants ${verb} on ${key}`);
-              granted.add(`${verb} ${key}`);
-            }
+            for (const verb of rule.verbs) granted.add(`${verb} ${group}/${resource}`);
           }
         }
       }
-      for (const needed of ["create batch/jobs", "watch batch/jobs", "create /secrets", "get /pods/log"]) assert.ok(granted.has(needed), `does not grant ${needed}`);
+      assert.deepEqual([...granted].sort(), [...needed].sort());
+      // Never a right to read a Secret.
+      for (const verb of ["get", "list", "watch", "patch", "update"]) assert.ok(!granted.has(`${verb} /secrets`), `grants ${verb} on secrets`);
       const bindings = all<K8sObject & { roleRef: { kind: string; name: string }; subjects: { kind: string; name: string; namespace?: string }[] }>("RoleBinding");
       assert.deepEqual(
         bindings.map((b) => [b.roleRef.kind, b.roleRef.name, b.subjects.map((s) => [s.kind, s.name, s.namespace ?? NAMESPACE])]),
@@ -600,9 +592,9 @@ describe("deploy assets", () => {
       for (const artifact of skaffold.build.artifacts) {
         assert.ok(containerImages.has(artifact.image) || envValues.has(artifact.image), `${artifact.image} is not in the rendered manifests`);
       }
-      const agent = one<Workload>("Deployment", "corral-scheduler").spec.template.spec.containers[0]!.env?.find((e) => e.name === "CORRAL_AGENT_IMAGE");
-      assert.equal(agent?.value, "corral-agent", "the scheduler's CORRAL_AGENT_IMAGE");
-      assert.ok(envValues.has("corral-agent"), "skaffold would not substitute CORRAL_AGENT_IMAGE");
+      const agent = one<Workload>("Deployment", "corral-scheduler").spec.template.spec.containers[0]!.env?.find((e) => e.name === "CORRAL_KUBERNETES_AGENT_IMAGE");
+      assert.equal(agent?.value, "corral-agent", "the scheduler's CORRAL_KUBERNETES_AGENT_IMAGE");
+      assert.ok(envValues.has("corral-agent"), "skaffold would not substitute CORRAL_KUBERNETES_AGENT_IMAGE");
       // Images skaffold does not build are pinned.
       for (const image of containerImages) {
         if (skaffold.build.artifacts.some((a) => a.image === image)) continue;
