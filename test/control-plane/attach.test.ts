@@ -140,6 +140,39 @@ describe("control plane: Attach", () => {
     v1.abort();
   });
 
+  it("stores batched events as sent, and drops what a reconnected agent replays in its batches", async () => {
+    const run = await seedLaunchedRun(fx.sql);
+    const sent = (from: number, to: number, text: string) =>
+      Array.from({ length: to - from + 1 }, (_, i) => ({ sequence: BigInt(from + i), time: { seconds: 1_800_000_000n, nanos: (from + i) * 1_000_000 }, payload: progress(`${text}${from + i}`) }));
+    const first = openAttach(fx.url);
+    first.hello(run.runId, 1, run.token, { protocolMax: 2 });
+    await first.next("welcome");
+    first.send({ case: "eventBatch", value: { events: [{ sequence: 1n, time: { seconds: 1n, nanos: 0 }, payload: { case: "phaseChanged", value: { phase: Phase.VALIDATING } } }] } });
+    first.send({ case: "eventBatch", value: { events: sent(2, 700, "first") } });
+    await first.acked(700n);
+    first.abort();
+
+    const second = openAttach(fx.url);
+    second.hello(run.runId, 1, run.token, { protocolMax: 2 });
+    assert.equal((await second.next("welcome")).ackedSequence, 700n);
+    // The outbox replays from its own trim point, which may lag the server's: 650..700 again.
+    second.send({ case: "eventBatch", value: { events: [...sent(650, 700, "replayed"), ...sent(701, 900, "second")] } });
+    await second.acked(900n);
+    const rows = await fx.sql.all<{ sequence: string; type: string; occurred_at: Date; payload: Uint8Array }>(
+      "select sequence, type, occurred_at, payload from events where run_id = ? order by sequence",
+      [run.runId],
+    );
+    assert.deepEqual(rows.map((r) => Number(r.sequence)), Array.from({ length: 900 }, (_, i) => i + 1));
+    assert.equal(progressMessage(rows[679]!.payload), "first680", "a replayed event does not replace the stored one");
+    assert.equal(progressMessage(rows[799]!.payload), "second800");
+    assert.equal(rows[799]!.type, "run.progress");
+    assert.equal(new Date(rows[799]!.occurred_at).toISOString(), new Date(1_800_000_000_000 + 800).toISOString());
+    const phase = fromBinary(RunEventSchema, rows[0]!.payload);
+    assert.equal(phase.payload.case === "phaseChanged" && phase.payload.value.phase, Phase.VALIDATING);
+    assert.equal((await fx.sql.one<{ phase: string }>("select phase from runs where id = ?", [run.runId]))?.phase, "validating");
+    second.abort();
+  });
+
   it("ends a stream whose heartbeat carries a stale lease epoch", async () => {
     const { run, stream } = await attached(fx);
     stream.send({ case: "heartbeat", value: { leaseEpoch: 99n } });

@@ -19,6 +19,7 @@ import { aborted, detail, failedPrecondition, invalidArgument, resourceExhausted
 import type { Logger } from "@corral/plumbing/logger.ts";
 import type { ControlPlaneConfig } from "../config.ts";
 import { LeaseLostError, type AttemptRecord, type AttemptStore, type RunProgress, type StoredEvent } from "./attempt-store.ts";
+import { encodeEvents } from "./encode-events.ts";
 import { EVENT_TYPES } from "./event-types.ts";
 import { createGroupCommit } from "./group-commit.ts";
 import { negotiateVersion } from "./negotiate-version.ts";
@@ -177,9 +178,8 @@ export function createAttachSession(deps: AttachDeps, signal: AbortSignal) {
     });
   }
 
-  function onEvent(event: RunEvent): void {
-    // One encoding serves both the size limit and storage.
-    const encoded = toBinary(RunEventSchema, event);
+  /** Takes one event; `encoded` is its protobuf binary, which serves both the size limit and storage. */
+  function onEvent(event: RunEvent, encoded: Uint8Array): void {
     const size = encoded.byteLength;
     if (size > config.CORRAL_MAX_EVENT_PAYLOAD_BYTES) {
       throw resourceExhausted(
@@ -269,14 +269,17 @@ export function createAttachSession(deps: AttachDeps, signal: AbortSignal) {
     }
     switch (message.case) {
       case "event":
-        return onEvent(message.value);
-      case "eventBatch":
+        return onEvent(message.value, toBinary(RunEventSchema, message.value));
+      case "eventBatch": {
         if (protocol < 2) {
           out.push(protocolError(ProtocolErrorCode.UNEXPECTED_MESSAGE, "event batches need protocol version 2", 0n));
           return;
         }
-        for (const event of message.value.events) onEvent(event);
+        const { events } = message.value;
+        const encoded = encodeEvents(message.value);
+        for (let i = 0; i < events.length; i++) onEvent(events[i]!, encoded[i]!);
         return;
+      }
       case "heartbeat":
         if (message.value.leaseEpoch !== 0n && message.value.leaseEpoch !== epoch) throw superseded(epoch);
         await store.renewLease(record!.attemptId, epoch, config.CORRAL_LEASE_DURATION);

@@ -1,6 +1,7 @@
 import type { Orm } from "@corral/plumbing/db/orm.ts";
 import { createSql, type Transaction } from "@corral/plumbing/db/sql.ts";
 import type { PgPool } from "@corral/plumbing/db/pg-pool.ts";
+import { byteaArray, int8Array, textArray, timestamptzArray } from "./pg-binary-arrays.ts";
 
 /** What the control plane needs about an attempt when its agent says hello. */
 export interface AttemptRecord {
@@ -140,7 +141,7 @@ export function createAttemptStore(orm: Orm, pool: PgPool) {
      * and wake its watchers. Replays never get here (the session drops sequences it already
      * took), so the insert needs no ON CONFLICT, which costs a speculative insertion per row;
      * the unique key stays the backstop: a duplicate fails the batch, the stream ends and the
-     * agent resumes from what is stored.
+     * agent resumes from what is stored. The columns go as binary arrays (see pg-binary-arrays).
      */
     async storeEvents(record: AttemptRecord, epoch: bigint, leaseMs: number, events: StoredEvent[], progress: RunProgress): Promise<void> {
       const trackProgress = progress.phase !== undefined || progress.currentStep !== undefined;
@@ -164,10 +165,10 @@ export function createAttemptStore(orm: Orm, pool: PgPool) {
          select (select count(*) from lease) as leased, (select count(*) from woken) as woken`,
         values: [
           leaseMs, record.attemptId, epoch.toString(), record.runId, record.attempt,
-          events.map((e) => e.sequence.toString()),
-          events.map((e) => e.type),
-          events.map((e) => e.occurredAt),
-          events.map((e) => Buffer.from(e.payload.buffer, e.payload.byteOffset, e.payload.byteLength)),
+          int8Array(events.map((e) => e.sequence)),
+          textArray(events.map((e) => e.type)),
+          timestamptzArray(events.map((e) => e.occurredAt)),
+          byteaArray(events.map((e) => e.payload)),
           progress.phase ?? null, progress.currentStep !== undefined, progress.currentStep ?? null, trackProgress,
         ],
       });

@@ -2,6 +2,8 @@
  * A token bucket: `rate` tokens a second up to `burst`. take() says whether an event may pass
  * and, when not, how long until it could.
  */
+const OK = Object.freeze({ ok: true as const }); // taken once per event: no allocation
+
 export function createTokenBucket(rate: number, burst: number, now: () => number = performance.now.bind(performance)) {
   let tokens = burst;
   let last = now();
@@ -12,7 +14,7 @@ export function createTokenBucket(rate: number, burst: number, now: () => number
       last = t;
       if (tokens >= count) {
         tokens -= count;
-        return { ok: true };
+        return OK;
       }
       return { ok: false, retryAfterMs: Math.ceil(((count - tokens) / rate) * 1000) };
     },

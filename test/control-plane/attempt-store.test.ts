@@ -1,0 +1,89 @@
+import assert from "node:assert/strict";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { RunEventSchema } from "@corral/contract/corral/common/v1/run_event_pb.ts";
+import { createPgPool, type PgPool } from "@corral/plumbing/db/pg-pool.ts";
+import { createAttemptStore, LeaseLostError, type AttemptRecord, type AttemptStore, type StoredEvent } from "@corral/control-plane/attach/attempt-store.ts";
+import { seedLaunchedRun } from "../support/seed-run.ts";
+import { startControlPlaneFixture, type ControlPlaneFixture } from "../support/control-plane.ts";
+
+const LEASE_MS = 30_000;
+
+function events(from: number, to: number, text = "e"): StoredEvent[] {
+  return Array.from({ length: to - from + 1 }, (_, i) => {
+    const sequence = BigInt(from + i);
+    const payload = toBinary(RunEventSchema, create(RunEventSchema, { sequence, payload: { case: "progress", value: { message: `${text}${sequence}` } } }));
+    return { sequence, type: "run.progress", occurredAt: new Date(Date.UTC(2026, 10, 29, 12, 0, 0, from + i)), payload };
+  });
+}
+
+/** The attempt store on its own: the write path's fencing and atomicity, below any stream. */
+describe("control plane: attempt store", () => {
+  let fx: ControlPlaneFixture;
+  let pool: PgPool;
+  let store: AttemptStore;
+  before(async () => {
+    fx = await startControlPlaneFixture();
+    pool = createPgPool(fx.database.url, 2);
+    store = createAttemptStore(fx.controlPlane.database.orm, pool);
+  });
+  after(async () => {
+    await pool.end();
+    await fx.close();
+  });
+
+  const leased = async (): Promise<{ record: AttemptRecord; epoch: bigint }> => {
+    const run = await seedLaunchedRun(fx.sql);
+    const record = (await store.find(run.runId, 1))!;
+    return { record, epoch: (await store.takeLease(record, LEASE_MS)).epoch };
+  };
+  const stored = async (runId: string) =>
+    fx.sql.all<{ sequence: string; type: string; occurred_at: Date; payload: Uint8Array }>(
+      "select sequence, type, occurred_at, payload from events where run_id = ? order by sequence",
+      [runId],
+    );
+
+  it("stores a batch column for column: sequence, type, time to the millisecond and the event's bytes", async () => {
+    const { record, epoch } = await leased();
+    const batch = events(1, 300);
+    await store.storeEvents(record, epoch, LEASE_MS, batch, {});
+    const rows = await stored(record.runId);
+    assert.equal(rows.length, 300);
+    rows.forEach((row, i) => {
+      assert.equal(row.sequence, String(i + 1));
+      assert.equal(row.type, "run.progress");
+      assert.equal(new Date(row.occurred_at).toISOString(), batch[i]!.occurredAt.toISOString());
+      assert.deepEqual(new Uint8Array(row.payload), batch[i]!.payload);
+    });
+    const last = fromBinary(RunEventSchema, rows[299]!.payload);
+    assert.equal(last.payload.case === "progress" && last.payload.value.message, "e300");
+  });
+
+  it("refuses the write of a superseded epoch and stores none of its batch", async () => {
+    const { record, epoch: old } = await leased();
+    await store.storeEvents(record, old, LEASE_MS, events(1, 5), {});
+    const { epoch: current } = await store.takeLease(record, LEASE_MS);
+    assert.equal(current, old + 1n);
+    await assert.rejects(store.storeEvents(record, old, LEASE_MS, events(6, 5000, "stale"), { phase: "agent" }), LeaseLostError);
+    assert.equal((await stored(record.runId)).length, 5, "nothing of the stale batch is stored");
+    const run = await fx.sql.one<{ phase: string | null }>("select phase from runs where id = ?", [record.runId]);
+    assert.notEqual(run?.phase, "agent", "nor its progress");
+    await store.storeEvents(record, current, LEASE_MS, events(6, 10, "fresh"), {});
+    assert.equal((await stored(record.runId)).length, 10);
+  });
+
+  it("fails a batch holding an already stored sequence as a whole (the unique key is the backstop)", async () => {
+    const { record, epoch } = await leased();
+    await store.storeEvents(record, epoch, LEASE_MS, events(1, 10), {});
+    await assert.rejects(store.storeEvents(record, epoch, LEASE_MS, events(8, 20, "again"), {}), /events_run_id_attempt_sequence_unique/);
+    const rows = await stored(record.runId);
+    assert.deepEqual(rows.map((r) => Number(r.sequence)), Array.from({ length: 10 }, (_, i) => i + 1));
+    const eight = fromBinary(RunEventSchema, rows[7]!.payload);
+    assert.equal(eight.payload.case === "progress" && eight.payload.value.message, "e8", "the stored event is untouched");
+  });
+
+  it("resumes a new lease after the highest stored sequence", async () => {
+    const { record, epoch } = await leased();
+    await store.storeEvents(record, epoch, LEASE_MS, events(1, 1234), {});
+    assert.equal((await store.takeLease(record, LEASE_MS)).ackedSequence, 1234n);
+  });
+});
