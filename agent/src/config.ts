@@ -37,6 +37,16 @@ export const agentConfig = {
    * has long expired and the scheduler has reconciled the run from the runtime's facts.
    */
   CORRAL_RECONNECT_GIVE_UP: duration("10m"),
+  /** How often the run log's new lines go to the artifact service while a step runs (also at every step end). */
+  CORRAL_RUN_LOG_FLUSH_INTERVAL: duration("2s"),
+  /**
+   * How long the uploads at the end of an attempt (files, diff, the run log's rest) may take
+   * together, retries included, before the attempt completes without them (artifact state
+   * FAILED or PARTIAL). A cancelled attempt finishes only its log, within the second budget:
+   * the scheduler stops the sandbox a few seconds after the cancel's grace.
+   */
+  CORRAL_ARTIFACT_UPLOAD_BUDGET: duration("60s"),
+  CORRAL_ARTIFACT_CANCEL_BUDGET: duration("3s"),
 };
 
 export type AgentConfig = Readonly<z.infer<z.ZodObject<typeof agentConfig>>>;

@@ -4,6 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ConfigError } from "@corral/plumbing/config.ts";
 import { createLogger } from "@corral/plumbing/logger.ts";
+import { attemptArtifacts } from "./artifacts/attempt-artifacts.ts";
 import { EXIT, runAgent } from "./attempt/run-agent.ts";
 import { isStandby, loadAgentConfig, loadStandbyConfig, readCredential, readStandbyAssignment, type AgentConfig } from "./config.ts";
 import { runPipeline } from "./pipeline/run-pipeline.ts";
@@ -92,6 +93,12 @@ const exit = await runAgent({
   workDir,
   logger,
   pipeline: runPipeline,
+  artifacts: attemptArtifacts({
+    credential,
+    flushIntervalMs: config.CORRAL_RUN_LOG_FLUSH_INTERVAL,
+    uploadBudgetMs: config.CORRAL_ARTIFACT_UPLOAD_BUDGET,
+    cancelBudgetMs: config.CORRAL_ARTIFACT_CANCEL_BUDGET,
+  }),
   signal: stop.signal,
   reconnect: {
     initialDelayMs: config.CORRAL_RECONNECT_INITIAL_DELAY,

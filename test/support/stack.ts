@@ -11,6 +11,7 @@ import { controlPlaneConfig } from "@corral/control-plane/config.ts";
 import { startControlPlane, type ControlPlane } from "@corral/control-plane/start-control-plane.ts";
 import { schedulerConfig } from "@corral/scheduler/config.ts";
 import { startScheduler, type Scheduler } from "@corral/scheduler/start-scheduler.ts";
+import { deadUrl, startArtifactService, type ArtifactServiceFixture } from "./artifact-service.ts";
 import { createTestDatabase, type TestDatabase } from "./postgres.ts";
 
 export interface StackFixture {
@@ -18,6 +19,8 @@ export interface StackFixture {
   sql: Sql;
   scheduler: Scheduler;
   controlPlane: ControlPlane;
+  /** The artifact service the control plane hands to agents; undefined with `artifacts: "down"`. */
+  artifacts: ArtifactServiceFixture | undefined;
   workRoot: string;
   /** Stops the control plane, and starts a new one on the same port and database. */
   restartControlPlane(): Promise<void>;
@@ -28,17 +31,28 @@ export interface StackFixture {
 
 const logger = () => createLogger({ name: "stack", level: process.env.TEST_LOG_LEVEL ?? "silent" });
 
+export interface StackOptions {
+  /** Environment of every agent the local runtime starts (agent knobs such as CORRAL_RUN_LOG_FLUSH_INTERVAL). */
+  agentEnv?: Record<string, string>;
+  /** "down": agents are given the URL of an artifact service that is not there. */
+  artifacts?: "up" | "down";
+}
+
 /**
- * The real scheduler and control plane on one fresh database, launching real agent processes
- * through the local runtime. Short leases and windows keep failure scenarios quick.
+ * The real scheduler, control plane and artifact service on one fresh database, launching real
+ * agent processes through the local runtime; the control plane hands the artifact service's
+ * URL to agents (CORRAL_ARTIFACT_URL), as `corral up` does. Short leases and windows keep
+ * failure scenarios quick.
  */
-export async function startStackFixture(env: Record<string, string> = {}): Promise<StackFixture> {
+export async function startStackFixture(env: Record<string, string> = {}, options: StackOptions = {}): Promise<StackFixture> {
   const database: TestDatabase = await createTestDatabase();
   const workRoot = await mkdtemp(join(tmpdir(), "corral-work-"));
   await chmod(workRoot, 0o755);
+  const artifacts = options.artifacts === "down" ? undefined : await startArtifactService(database.url);
   const controlPlaneEnv = {
     DATABASE_URL: database.url,
     CORRAL_CONTROL_PLANE_LISTEN: "127.0.0.1:0",
+    CORRAL_ARTIFACT_URL: artifacts?.url ?? (await deadUrl()),
     CORRAL_HEARTBEAT_INTERVAL: "500ms",
     CORRAL_LEASE_DURATION: "3s",
     ...env,
@@ -57,7 +71,8 @@ export async function startStackFixture(env: Record<string, string> = {}): Promi
       CORRAL_LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? "warn",
       ...env,
     });
-  let scheduler = await startScheduler(schedulerEnv("127.0.0.1:0"), logger());
+  const agentEnv = options.agentEnv ?? {};
+  let scheduler = await startScheduler(schedulerEnv("127.0.0.1:0"), logger(), { agentEnv });
   return {
     client: createClient(RunService, createGrpcTransport({ baseUrl: scheduler.server.url })),
     get sql() {
@@ -69,6 +84,7 @@ export async function startStackFixture(env: Record<string, string> = {}): Promi
     get controlPlane() {
       return controlPlane;
     },
+    artifacts,
     workRoot,
     async restartControlPlane() {
       const port = controlPlane.server.port;
@@ -78,7 +94,7 @@ export async function startStackFixture(env: Record<string, string> = {}): Promi
     async restartScheduler() {
       const port = scheduler.server.port;
       await scheduler.close(100);
-      scheduler = await startScheduler(schedulerEnv(`127.0.0.1:${port}`), logger());
+      scheduler = await startScheduler(schedulerEnv(`127.0.0.1:${port}`), logger(), { agentEnv });
     },
     async close() {
       // Agents outlive a scheduler on purpose; a test's must not outlive the test.
@@ -94,6 +110,7 @@ export async function startStackFixture(env: Record<string, string> = {}): Promi
       }
       await scheduler.close(1000);
       await controlPlane.close(1000);
+      await artifacts?.close();
       await database.drop();
       await rm(workRoot, { recursive: true, force: true });
     },

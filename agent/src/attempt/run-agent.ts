@@ -3,6 +3,7 @@ import { CompletionOutcome } from "@corral/contract/corral/runner/v1/runner_serv
 import type { Logger } from "@corral/plumbing/logger.ts";
 import { createAgentSession, type AgentSessionOptions } from "../session/agent-session.ts";
 import { SessionFailure } from "../session/session-failure.ts";
+import type { ArtifactsPort } from "./artifacts-port.ts";
 import type { PipelinePort } from "./pipeline-port.ts";
 import { runAttempt, type AttemptOutcome } from "./run-attempt.ts";
 
@@ -26,6 +27,8 @@ export interface RunAgentOptions {
   workDir: string;
   logger: Logger;
   pipeline: PipelinePort;
+  /** Uploads the run log and files; see run-attempt. */
+  artifacts?: ArtifactsPort;
   /**
    * Asks the agent to stop (SIGTERM): the attempt is cancelled and completes as cancelled.
    * Before the assignment arrives, the session just ends.
@@ -76,6 +79,7 @@ export async function runAgent(options: RunAgentOptions): Promise<AgentExit> {
       session,
       attached,
       pipeline: options.pipeline,
+      artifacts: options.artifacts,
       workDir: options.workDir,
       agentVersion: options.agentVersion,
       logger: options.logger,

@@ -15,6 +15,7 @@ import {
   STEP_OUTCOME_TO_PROTO,
 } from "../pipeline/contract-mapping.ts";
 import type { AgentSession, AttachedAssignment } from "../session/agent-session.ts";
+import type { ArtifactsPort, AttemptArtifacts } from "./artifacts-port.ts";
 import type { PipelineObserver, PipelinePort, PipelineResult, PipelineSpec } from "./pipeline-port.ts";
 
 export interface RunAttemptOptions {
@@ -22,6 +23,8 @@ export interface RunAttemptOptions {
   /** What the session's first welcome brought. */
   attached: AttachedAssignment;
   pipeline: PipelinePort;
+  /** The run log and files; without it nothing is uploaded and the completion reports no artifact state. */
+  artifacts?: ArtifactsPort;
   /** The run's workspace (CORRAL_WORK_DIR). */
   workDir: string;
   agentVersion: string;
@@ -64,6 +67,7 @@ export async function runAttempt(options: RunAttemptOptions): Promise<AttemptOut
 
   session.markRunning();
   session.emit({ case: "runStarted", value: { agentVersion: options.agentVersion, protocolVersion: attached.protocolVersion, hostname: hostname() } });
+  const artifacts = startArtifacts(options, log);
 
   let spec: PipelineSpec | undefined;
   let result: PipelineResult | undefined;
@@ -93,13 +97,22 @@ export async function runAttempt(options: RunAttemptOptions): Promise<AttemptOut
 
   try {
     if (spec && !result) {
-      result = await runPipelineSafely(options, spec, controller.signal, observerFor(session, spec, enterPhase, log), log);
+      result = await runPipelineSafely(options, spec, controller.signal, observerFor(session, spec, enterPhase, log, artifacts), log);
     }
   } finally {
     unsubscribeCancel();
     options.signal?.removeEventListener("abort", onStopSignal);
   }
   const ended = result!;
+
+  let artifactState: ArtifactState = ArtifactState.UNSPECIFIED;
+  if (artifacts) {
+    enterPhase(Phase.UPLOADING);
+    artifactState = await artifacts.finish({ status: ended.status, ...(ended.baseCommit ? { baseCommit: ended.baseCommit } : {}) }).catch((error: unknown) => {
+      log.error({ err: error }, "finishing the artifacts failed");
+      return ArtifactState.FAILED;
+    });
+  }
 
   enterPhase(Phase.FINISHING);
   const status = STATUS_TO_PROTO[ended.status];
@@ -109,8 +122,7 @@ export async function runAttempt(options: RunAttemptOptions): Promise<AttemptOut
     status,
     result: ended.status === "succeeded" ? ended.result : undefined,
     reason: ended.reason ?? "",
-    // Filled in once artifacts are uploaded; until then the attempt reports nothing about them.
-    artifactState: ArtifactState.UNSPECIFIED,
+    artifactState,
   });
   return { status: ended.status, ...(ended.reason === undefined ? {} : { reason: ended.reason }), completion };
 }
@@ -139,8 +151,25 @@ async function runPipelineSafely(
   }
 }
 
-/** The pipeline's observer as events. Each callback is guarded: an observer must not throw. */
-function observerFor(session: AgentSession, spec: PipelineSpec, enterPhase: (phase: Phase) => void, log: Logger): PipelineObserver {
+/** The artifacts of the attempt, if it has any; a port that throws costs the artifacts, not the run. */
+function startArtifacts(options: RunAttemptOptions, log: Logger): AttemptArtifacts | undefined {
+  if (!options.artifacts) return undefined;
+  try {
+    return options.artifacts({ assignment: options.attached.assignment, workDir: options.workDir, emit: (payload) => void options.session.emit(payload), logger: log });
+  } catch (error) {
+    log.error({ err: error }, "artifacts could not be started");
+    return undefined;
+  }
+}
+
+/**
+ * The pipeline's observer as events. Each callback is guarded: an observer must not throw.
+ * Step output goes to the event stream and to the run log as the same redacted bytes, so the
+ * two cannot disagree (see attempt-artifacts): the run-log artifact is the complete, durable
+ * record; the log.chunk events are the live view, which sheds output when the control plane
+ * falls behind and says so with a run.warning.
+ */
+function observerFor(session: AgentSession, spec: PipelineSpec, enterPhase: (phase: Phase) => void, log: Logger, artifacts: AttemptArtifacts | undefined): PipelineObserver {
   const validations = spec.validationSteps.length;
   let validation = 0;
   const guarded = <A extends unknown[]>(what: string, f: (...args: A) => void) => (...args: A) => {
@@ -163,6 +192,7 @@ function observerFor(session: AgentSession, spec: PipelineSpec, enterPhase: (pha
       }
     }),
     stepFinished: guarded("step.finished", (step) => {
+      artifacts?.stepFinished(step.name);
       session.emit({
         case: "stepFinished",
         value: {
@@ -176,6 +206,9 @@ function observerFor(session: AgentSession, spec: PipelineSpec, enterPhase: (pha
         },
       });
     }),
-    output: guarded("log.chunk", (chunk) => session.emitLog({ step: chunk.step, stream: LOG_STREAM_TO_PROTO[chunk.stream], data: chunk.data })),
+    output: guarded("log.chunk", (chunk) => {
+      artifacts?.output(chunk);
+      session.emitLog({ step: chunk.step, stream: LOG_STREAM_TO_PROTO[chunk.stream], data: chunk.data });
+    }),
   };
 }

@@ -1,4 +1,6 @@
-import { dirname } from "node:path";
+import { closeSync, openSync, writeSync } from "node:fs";
+import { copyFile } from "node:fs/promises";
+import { dirname, join } from "node:path";
 import { runStep, type OutputListener, type StepResult } from "./run-step.ts";
 
 export interface GitOptions {
@@ -36,6 +38,12 @@ export interface Git {
   changedFiles(call: GitCall & { baseCommit: string }): Promise<GitResult<string[]>>;
   /** Pushes HEAD to `refs/heads/<branch>` of `url`. */
   push(call: RemoteCall & { url: string; branch: string }): Promise<GitResult<void>>;
+  /**
+   * Writes the binary diff of the working tree (untracked files included, ignored ones not)
+   * against `baseCommit` to `file`, streaming. Staging happens in a copy of the index
+   * (`indexFile`), so the repository's own index is left as it was.
+   */
+  writeDiff(call: GitCall & { baseCommit: string; file: string; indexFile: string }): Promise<GitResult<{ bytes: number }>>;
 }
 
 export interface CommitIdentity {
@@ -153,6 +161,37 @@ export function createGit(options: GitOptions): Git {
       const pushed = await git.run(["push", "--no-verify", call.url, `HEAD:refs/heads/${call.branch}`], { configArgs: call.configArgs ?? [] });
       return pushed.ok ? { ok: true, value: undefined } : pushed;
     },
+
+    async writeDiff(call) {
+      const git = session(call);
+      const index = { GIT_INDEX_FILE: call.indexFile };
+      try {
+        await copyFile(join(options.repoDir, ".git", "index"), call.indexFile);
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code !== "ENOENT") return failed(`cannot copy the index: ${(error as Error).message}`);
+      }
+      const added = await git.run(["add", "--all"], { env: index });
+      if (!added.ok) return added;
+      let fd: number;
+      try {
+        fd = openSync(call.file, "w", 0o600);
+      } catch (error) {
+        return failed(`cannot write ${call.file}: ${(error as Error).message}`);
+      }
+      let bytes = 0;
+      try {
+        const diff = await git.run(["diff", "--cached", "--binary", "--no-renames", "--no-ext-diff", "--no-textconv", call.baseCommit, "--"], {
+          env: index,
+          stdout: (data) => {
+            for (let written = 0; written < data.length; ) written += writeSync(fd, data, written, data.length - written);
+            bytes += data.length;
+          },
+        });
+        return diff.ok ? { ok: true, value: { bytes } } : diff;
+      } finally {
+        closeSync(fd);
+      }
+    },
   };
 }
 
@@ -178,6 +217,8 @@ interface RunOptions {
   cwd?: string;
   /** Keep stdout for the caller instead of passing it on. */
   capture?: boolean;
+  /** Hand stdout to this instead of passing it on. */
+  stdout?: (data: Uint8Array) => void;
   okExitCodes?: readonly number[];
 }
 
@@ -204,7 +245,9 @@ function createSession(options: GitOptions, call: GitCall): Session {
         graceMs: options.graceMs,
         signal: options.signal,
         onOutput(stream, data) {
-          if (stream === "stdout" && run.capture) {
+          if (stream === "stdout" && run.stdout) {
+            run.stdout(data);
+          } else if (stream === "stdout" && run.capture) {
             capturedBytes += data.length;
             if (capturedBytes <= MAX_CAPTURE_BYTES) captured.push(Buffer.from(data));
           } else {

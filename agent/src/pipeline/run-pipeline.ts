@@ -83,6 +83,8 @@ export interface PipelineResult {
   reason?: string;
   /** `corral.common.v1.RunResult`, when the branch was pushed. */
   result?: { commitSha: string; branch: string; changedFiles: string[] };
+  /** The commit the run started from, once the clone got that far (the change's diff is against it). */
+  baseCommit?: string;
 }
 
 /** Where a run's files live. The prompt and git's HOME sit beside the repository, so neither is committed. */
@@ -221,7 +223,7 @@ export async function runPipeline(options: RunPipelineOptions): Promise<Pipeline
   for (const [index, step] of steps.entries()) {
     if (signal.aborted) {
       skipFrom(index, "the run was cancelled");
-      return { status: "cancelled", reason: withAbortReason(`cancelled before step "${step.name}"`, signal) };
+      return withBase({ status: "cancelled", reason: withAbortReason(`cancelled before step "${step.name}"`, signal) });
     }
     if (step.phase !== phase) observer.phaseChanged((phase = step.phase));
     observer.stepStarted({ name: step.name, kind: step.kind, timeoutMs: step.timeoutMs });
@@ -239,15 +241,19 @@ export async function runPipeline(options: RunPipelineOptions): Promise<Pipeline
     const label = step.kind === "validation" ? `validation step "${step.name}"` : `step "${step.name}"`;
     if (report.outcome === "cancelled") {
       skipFrom(index + 1, "the run was cancelled");
-      return { status: "cancelled", reason: withAbortReason(`cancelled during ${label}`, signal) };
+      return withBase({ status: "cancelled", reason: withAbortReason(`cancelled during ${label}`, signal) });
     }
     skipFrom(index + 1, `${label} did not succeed`);
     const reason = report.outcome === "timed_out"
       ? `${label} timed out after ${step.timeoutMs} ms`
       : report.reason ?? `${label} failed: ${report.message ?? "unknown error"}`;
-    return { status: "failed", reason };
+    return withBase({ status: "failed", reason });
   }
-  return { status: "succeeded", result: { commitSha, branch: spec.branch, changedFiles } };
+  return withBase({ status: "succeeded", result: { commitSha, branch: spec.branch, changedFiles } });
+
+  function withBase(result: PipelineResult): PipelineResult {
+    return baseCommit ? { ...result, baseCommit } : result;
+  }
 
   /** Everything that can go wrong before the first process runs; returns why it failed, if it did. */
   async function prepare(): Promise<string | undefined> {
