@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { createHash, randomUUID } from "node:crypto";
-import { mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { MissingBytesError, type BlobStore } from "@corral/artifact/storage/blob-store.ts";
@@ -86,6 +86,25 @@ describe("filesystem blob store", () => {
     await store.discardPartial(ids[0]!);
     await store.discardPartial(ids[0]!); // nothing left: fine
     assert.ok(!(await filesUnder(join(root, "uploads"))).includes(ids[0]!));
+  });
+
+  it("lists blobs with their sizes, and nothing that is not a blob where it belongs", async () => {
+    const stored = [bytes(10, 5), bytes(2000, 6), bytes(0, 7)];
+    for (const data of stored) {
+      const id = randomUUID();
+      await partial(id, data);
+      await store.commitPartial(id, sha256(data));
+    }
+    const misplaced = sha256(Buffer.from("misplaced"));
+    const wrongDir = misplaced.startsWith("00") ? "01" : "00";
+    await mkdir(join(root, "blobs", "sha256", wrongDir), { recursive: true });
+    await writeFile(join(root, "blobs", "sha256", wrongDir, misplaced), "misplaced");
+    await writeFile(join(root, "blobs", "sha256", wrongDir, "notes.txt"), "x");
+    await mkdir(join(root, "blobs", "sha256", "zz"), { recursive: true });
+    const listed: { sha256: string; size: number }[] = [];
+    for await (const blob of store.listBlobs()) listed.push(blob);
+    const byDigest = (a: { sha256: string }, b: { sha256: string }) => a.sha256.localeCompare(b.sha256);
+    assert.deepEqual(listed.sort(byDigest), stored.map((data) => ({ sha256: sha256(data), size: data.length })).sort(byDigest));
   });
 
   it("builds paths only from uuids and hex digests", async () => {

@@ -155,7 +155,13 @@ describe("receiveUpload (domain, no server)", () => {
     const uploadId = randomUUID();
     const target = { uploadId, runId: run.runId, name: "report.bin" };
     // A crash after the move, before the database says finished: the partial data is gone.
-    const crashing: ArtifactStore = { ...store, finish: async () => Promise.reject(new Error("crash")) };
+    const crashing: ArtifactStore = {
+      ...store,
+      finish: async (input) => {
+        await input.moveBytes();
+        throw new Error("crash");
+      },
+    };
     await assert.rejects(receiveUpload(deps({ store: crashing }), principalOf(run), requests([header(target), chunk(0, data), finish(sha256(data), data.length)]), new AbortController().signal), /crash/);
     assert.equal(await blobs.hasBlob(sha256(data)), true);
     // Meanwhile a download finds no partial data and reads the verified bytes from the blob store.

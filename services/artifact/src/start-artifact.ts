@@ -9,14 +9,16 @@ import { createAuthenticator } from "./auth/create-authenticator.ts";
 import type { ArtifactConfig } from "./config.ts";
 import { createUploadWatch, type UploadWatch } from "./downloads/upload-watch.ts";
 import type { BlobStore } from "./storage/blob-store.ts";
+import { createRetentionStore } from "./retention/retention-store.ts";
+import { createRetentionSweeper, type RetentionSweeper } from "./retention/create-retention-sweeper.ts";
 import { createFilesystemBlobStore } from "./storage/filesystem-blob-store.ts";
-import { sweepPartials } from "./uploads/sweep-partials.ts";
 import { createWriterRegistry, type WriterRegistry } from "./uploads/writer-registry.ts";
 
 export interface ArtifactServer extends RunningService {
   readonly blobs: BlobStore;
   readonly watch: UploadWatch;
   readonly writers: WriterRegistry;
+  readonly sweeper: RetentionSweeper;
 }
 
 export async function startArtifact(config: ArtifactConfig, logger: Logger): Promise<ArtifactServer> {
@@ -67,14 +69,24 @@ export async function startArtifact(config: ArtifactConfig, logger: Logger): Pro
     await service.close();
     throw error;
   }
-  void sweepPartials(store!, blobs, logger).catch((error: unknown) => logger.warn({ err: error }, "sweeping partial uploads failed"));
+  // Its first pass, right away, also removes partial data left by a crash.
+  const sweeper = createRetentionSweeper({
+    store: store!,
+    retention: createRetentionStore(service.database.orm),
+    blobs,
+    logger,
+    retentionMs: config.CORRAL_ARTIFACT_RETENTION,
+    intervalMs: config.CORRAL_ARTIFACT_SWEEP_INTERVAL,
+  });
 
   return {
     ...service,
     blobs,
     watch,
     writers,
+    sweeper,
     async close(graceMs) {
+      await sweeper.stop();
       await listener.close();
       await service.close(graceMs);
     },

@@ -42,10 +42,15 @@ export interface UploadProgress {
   complete: boolean;
 }
 
-// Serialises the quota arithmetic of one run's uploads: the sum read after taking it is final
-// until commit. Advisory, so no row that other services update (runs) is locked.
-const lockRun = (sql: Sql, runId: string, trx: Transaction) =>
-  sql.run("select pg_advisory_xact_lock(hashtext('corral:artifact-quota:' || ?))", [runId], trx);
+/**
+ * Key of the advisory lock on one run's artifacts (the parameter is the run id). It serialises
+ * the quota arithmetic of the run's uploads — the sum read after taking it is final until commit —
+ * and keeps new uploads out while the retention sweeper deletes the run's artifacts. Advisory, so
+ * no row that other services update (runs) is locked.
+ */
+export const RUN_ARTIFACTS_LOCK = "hashtext('corral:artifact-quota:' || ?)";
+
+const lockRun = (sql: Sql, runId: string, trx: Transaction) => sql.run(`select pg_advisory_xact_lock(${RUN_ARTIFACTS_LOCK})`, [runId], trx);
 
 /** The artifact service's SQL. Writes on behalf of an upload stream are fenced by its writer epoch. */
 export function createArtifactStore(orm: Orm) {
@@ -147,8 +152,20 @@ export function createArtifactStore(orm: Orm) {
         [sha256, uploadId, epoch.toString()],
       )) === 1,
 
-    /** Points the artifact at its blob (shared with every artifact of the same content). */
-    async finish(input: { uploadId: string; epoch: bigint; sha256: string; size: number }): Promise<ArtifactRow | undefined> {
+    /**
+     * Moves the verified bytes into the blob store and points the artifact at its blob (shared
+     * with every artifact of the same content), in one transaction that holds the blob row's lock
+     * from before the move until the reference is committed.
+     *
+     * Why the move happens inside: the retention sweeper deletes a blob's file only while holding
+     * that row's lock and after seeing no reference to it (see retention/blob-collector.ts). A
+     * finish that deduplicates against a blob being swept at that very moment therefore either
+     * waits for the sweep to commit — then the row and the file are gone, its upsert inserts a
+     * new row and `moveBytes` renames its own bytes in — or locks the row first, and the sweeper
+     * skips it. Moving first and locking after would let the sweeper delete the file in between,
+     * leaving the new artifact pointing at nothing.
+     */
+    async finish(input: { uploadId: string; epoch: bigint; sha256: string; size: number; moveBytes: () => Promise<void> }): Promise<ArtifactRow | undefined> {
       return sql.transaction(async (trx) => {
         const updated = await sql.run(
           "update uploads set state = 'finished', updated_at = now() where id = ? and writer_epoch = ? and state = 'verified'",
@@ -156,12 +173,13 @@ export function createArtifactStore(orm: Orm) {
           trx,
         );
         if (updated === 0) return undefined;
-        // "do update" rather than "do nothing", so the existing row's id comes back too.
+        // "do update" rather than "do nothing": it locks an existing row (and its id comes back).
         const blob = await sql.one<{ id: string }>(
           "insert into blobs (sha256, size) values (?, ?) on conflict (sha256) do update set size = excluded.size returning id",
           [input.sha256, input.size],
           trx,
         );
+        await input.moveBytes();
         await sql.run("update artifacts set blob_id = ?, size = ?, completed_at = now() where upload_id = ?", [blob!.id, input.size, input.uploadId], trx);
         await notify(input.uploadId, trx);
         return sql.one<ArtifactRow>(`select ${ARTIFACT_COLUMNS} from ${ARTIFACT_FROM} where a.upload_id = ?`, [input.uploadId], trx);

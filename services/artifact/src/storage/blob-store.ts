@@ -28,6 +28,11 @@ export interface BlobStore {
   /** Bytes [start, end) of a blob. */
   readBlob(sha256: string, start: number, end: number): AsyncIterable<Uint8Array>;
   hasBlob(sha256: string): Promise<boolean>;
+  /**
+   * Every stored blob, for the retention sweeper's search for blobs that have no row (a finish
+   * cut short after its bytes moved in). Lazy: a store of any size is listed in bounded memory.
+   */
+  listBlobs(): AsyncIterable<{ sha256: string; size: number }>;
   /** Deletes a blob; nothing when there is none. Callers make sure no artifact points at it. */
   deleteBlob(sha256: string): Promise<void>;
 }

@@ -1,5 +1,5 @@
 import { constants } from "node:fs";
-import { mkdir, open, readdir, rename, stat, unlink, type FileHandle } from "node:fs/promises";
+import { mkdir, open, opendir, readdir, rename, stat, unlink, type FileHandle } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { assertSha256, assertUploadId, MissingBytesError, type BlobStore, type PartialWriter } from "./blob-store.ts";
 
@@ -88,6 +88,23 @@ export async function createFilesystemBlobStore(options: { root: string }): Prom
     },
 
     hasBlob: async (sha256) => exists(join(blobDir(sha256), sha256)),
+
+    async *listBlobs() {
+      for (const prefix of (await readdir(blobsDir)).sort()) {
+        if (!/^[0-9a-f]{2}$/.test(prefix)) continue;
+        // opendir reads the directory in batches, however many blobs it holds.
+        for await (const { name: entry } of await opendir(join(blobsDir, prefix))) {
+          // Only files named by a digest that belongs in this directory: anything else is not a blob.
+          if (!/^[0-9a-f]{64}$/.test(entry) || !entry.startsWith(prefix)) continue;
+          try {
+            const info = await stat(join(blobsDir, prefix, entry));
+            if (info.isFile()) yield { sha256: entry, size: info.size };
+          } catch (error) {
+            if (!isNotFound(error)) throw error; // deleted since the listing
+          }
+        }
+      }
+    },
 
     deleteBlob: async (sha256) => unlinkIfPresent(join(blobDir(sha256), sha256)),
   };

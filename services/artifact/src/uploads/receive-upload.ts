@@ -14,7 +14,7 @@ import {
   resourceExhausted,
   unauthenticated,
 } from "@corral/plumbing/errors.ts";
-import { toArtifactMessage } from "../artifacts/artifact-row.ts";
+import { toArtifactMessage, type ArtifactRow } from "../artifacts/artifact-row.ts";
 import type { UploadRow } from "../artifacts/artifact-store.ts";
 import { requireRun } from "../auth/create-authenticator.ts";
 import type { Principal } from "../auth/principal.ts";
@@ -203,13 +203,14 @@ async function writeUpload(
   };
 
   const complete = async (sha256: string, size: number): Promise<UploadResponseInit> => {
+    let row: ArtifactRow | undefined;
     try {
-      await blobs.commitPartial(upload.id, sha256);
+      // The move happens inside finish's transaction, under the blob row's lock: see finish.
+      row = await store.finish({ uploadId: upload.id, epoch, sha256, size, moveBytes: () => blobs.commitPartial(upload.id, sha256) });
     } catch (error) {
       if (error instanceof MissingBytesError) throw lostBytes();
       throw error;
     }
-    const row = await store.finish({ uploadId: upload.id, epoch, sha256, size });
     if (!row) throw superseded();
     deps.watch.notify(upload.id);
     deps.logger.info({ runId: upload.run_id, uploadId: upload.id, size, sha256 }, "artifact stored");
