@@ -1,3 +1,5 @@
+import { artifacts, ARTIFACTS_USAGE } from "./commands/artifacts.ts";
+import { logs, LOGS_USAGE } from "./commands/logs.ts";
 import { up } from "./commands/up.ts";
 import { run, RUN_USAGE } from "./commands/run.ts";
 import { cancel, get, ls, watch } from "./commands/runs.ts";
@@ -12,14 +14,22 @@ commands:
   cancel RUN_ID      cancel a run [--reason TEXT] [--grace 10s]
   ls                 list runs [--status S] [--repo URL] [--runtime R] [--limit N] [--json]
   get RUN_ID         show a run [--json]
+  logs RUN_ID        print a run's log [--follow] [--attempt N]
+  artifacts ls RUN_ID
+  artifacts get RUN_ID NAME [-o FILE]
+                     list a run's artifacts; download one (sha256 checked)
 
-The commands other than up talk to CORRAL_SCHEDULER_URL (default http://127.0.0.1:8700).
+The commands other than up talk to CORRAL_SCHEDULER_URL (default http://127.0.0.1:8700); logs
+and artifacts also to CORRAL_ARTIFACT_URL (default http://127.0.0.1:8702), with the token
+\`corral up\` keeps in CORRAL_HOME (or CORRAL_ARTIFACT_SERVICE_TOKEN). \`corral help COMMAND\`
+shows a command's options.
 `;
 
-const commands: Record<string, (args: string[]) => Promise<number>> = { up, run, watch, cancel, ls, get };
+const HELP: Record<string, string> = { run: RUN_USAGE, logs: LOGS_USAGE, artifacts: ARTIFACTS_USAGE };
+const commands: Record<string, (args: string[]) => Promise<number>> = { up, run, watch, cancel, ls, get, logs, artifacts };
 const [command, ...args] = process.argv.slice(2);
 if (command === undefined || command === "help" || command === "--help" || command === "-h") {
-  process.stdout.write(command === "help" && args[0] === "run" ? RUN_USAGE : USAGE);
+  process.stdout.write((command === "help" && HELP[args[0] ?? ""]) || USAGE);
 } else if (commands[command]) {
   try {
     process.exitCode = await commands[command](args);

@@ -21,7 +21,7 @@ export async function up(args: string[]): Promise<number> {
   if (values.help) {
     process.stdout.write(
       "usage: corral up\n\nStarts the all-in-one stack. Environment: CORRAL_HOME (default .corral), DATABASE_URL\n" +
-        "(default: an embedded PostgreSQL), CORRAL_SCHEDULER_LISTEN, CORRAL_CONTROL_PLANE_LISTEN,\nCORRAL_ARTIFACT_LISTEN, CORRAL_LOG_LEVEL.\n",
+        "(default: an embedded PostgreSQL), CORRAL_SCHEDULER_LISTEN, CORRAL_CONTROL_PLANE_LISTEN,\nCORRAL_ARTIFACT_LISTEN, CORRAL_LOG_LEVEL, CORRAL_ARTIFACT_SERVICE_TOKEN (default: one kept in\nCORRAL_HOME/artifact-service-token, made on first start).\n",
     );
     return 0;
   }
@@ -63,6 +63,7 @@ export async function up(args: string[]): Promise<number> {
   }
   say(`  postgres       ${stack.embedded ? `embedded, data in ${config.CORRAL_HOME}/pg` : "DATABASE_URL"}`);
   say(`  logs           ${config.CORRAL_HOME}/logs/`);
+  if (stack.serviceTokenFile) say(`  service token  ${stack.serviceTokenFile} (corral logs and corral artifacts read it)`);
   say("Press Ctrl-C to stop.");
 
   const outcome = await Promise.race([

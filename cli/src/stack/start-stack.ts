@@ -5,6 +5,7 @@ import { fileURLToPath } from "node:url";
 import { startEmbeddedPostgres, type EmbeddedPostgresServer } from "@corral/plumbing/db/embedded-postgres.ts";
 import { openDatabase } from "@corral/plumbing/db/open-database.ts";
 import { createLogger } from "@corral/plumbing/logger.ts";
+import { ensureServiceToken, SERVICE_TOKEN_FILE } from "../artifacts/service-token.ts";
 
 export interface StackOptions {
   /** Directory for the embedded database, logs and other state. */
@@ -29,6 +30,8 @@ export interface ServiceProcess {
 export interface Stack {
   databaseUrl: string;
   embedded: boolean;
+  /** The file holding the artifact service token, when the stack made or reused one. */
+  serviceTokenFile: string | undefined;
   services: ServiceProcess[];
   /** Resolves with the first service that exits while the stack is up. */
   readonly failed: Promise<ServiceProcess>;
@@ -65,6 +68,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
   }
 
   const services: ServiceProcess[] = [];
+  let serviceTokenFile: string | undefined;
   const stopServices = async (graceMs: number) => {
     await Promise.all(services.map((s) => stopChild(s.child, graceMs)));
   };
@@ -82,6 +86,12 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       ...options.env,
       DATABASE_URL: databaseUrl,
     };
+    // The token the stack's services (and `corral logs`, `corral artifacts`) read artifacts
+    // with: kept in home (0600), the same across restarts, unless the environment brings one.
+    if (!env.CORRAL_ARTIFACT_SERVICE_TOKEN) {
+      env.CORRAL_ARTIFACT_SERVICE_TOKEN = await ensureServiceToken(home);
+      serviceTokenFile = join(home, SERVICE_TOKEN_FILE);
+    }
     for (const service of SERVICES) {
       progress(`starting ${service.name}`);
       const started = await startService(service.name, service.entry, logs, env, options.startTimeoutMs ?? 60_000);
@@ -105,6 +115,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
   return {
     databaseUrl,
     embedded: postgres !== undefined,
+    serviceTokenFile,
     services,
     failed,
     async stop(graceMs = 10_000) {
