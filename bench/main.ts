@@ -18,7 +18,7 @@ try {
   console.log("bench: cancel latency and submit → attached, with real agents…");
   figures.push(...(await benchRuns({ cancels: quick ? 32 : 200, submits: quick ? 10 : 30 })));
   console.log("bench: artifact upload and download…");
-  figures.push(...(await benchArtifacts({ megabytes: quick ? 64 : 256 })));
+  figures.push(...(await benchArtifacts({ megabytes: quick ? 64 : 1024 })));
 } finally {
   await stopSharedPostgres();
 }
