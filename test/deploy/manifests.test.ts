@@ -42,7 +42,10 @@ const SERVICES = [
 });
 
 /** Variables set in a Deployment ahead of the code that reads them, and who will read them. */
-const PENDING_ENV: Record<string, string[]> = {};
+const PENDING_ENV: Record<string, string[]> = {
+  // The scheduler's own reads of run artifacts (the service token is how it will).
+  scheduler: ["CORRAL_ARTIFACT_URL", "CORRAL_ARTIFACT_SERVICE_TOKEN"],
+};
 
 // ---------------------------------------------------------------- Kubernetes object shapes
 
@@ -60,6 +63,8 @@ interface K8sObject {
 interface SecurityContext {
   runAsNonRoot?: boolean;
   runAsUser?: number;
+  runAsGroup?: number;
+  fsGroup?: number;
   allowPrivilegeEscalation?: boolean;
   readOnlyRootFilesystem?: boolean;
   privileged?: boolean;
@@ -100,11 +105,12 @@ interface PodSpec {
   hostIPC?: boolean;
   initContainers?: Container[];
   containers: Container[];
-  volumes?: { name: string; emptyDir?: unknown; hostPath?: unknown }[];
+  volumes?: { name: string; emptyDir?: unknown; hostPath?: unknown; persistentVolumeClaim?: { claimName: string } }[];
 }
 interface Workload extends K8sObject {
   spec: {
     replicas?: number;
+    strategy?: { type: string };
     selector: { matchLabels: Record<string, string> };
     template: { metadata: { labels: Record<string, string> }; spec: PodSpec };
   };
@@ -546,6 +552,7 @@ describe("deploy assets", () => {
       const urls = [
         { deployment: "corral-scheduler", variable: "CORRAL_CONTROL_PLANE_URL", service: "corral-control-plane" },
         { deployment: "corral-control-plane", variable: "CORRAL_ARTIFACT_URL", service: "corral-artifact" },
+        { deployment: "corral-scheduler", variable: "CORRAL_ARTIFACT_URL", service: "corral-artifact" },
       ];
       for (const { deployment, variable, service } of urls) {
         const value = one<Workload>("Deployment", deployment).spec.template.spec.containers[0]!.env?.find((e) => e.name === variable)?.value;
@@ -603,8 +610,39 @@ describe("deploy assets", () => {
       }
     });
 
+    it("gives the artifact service its store on a persistent volume at CORRAL_ARTIFACT_DIR, writable by its user, one pod at a time", () => {
+      const deployment = one<Workload>("Deployment", "corral-artifact");
+      const pod = deployment.spec.template.spec;
+      const container = pod.containers[0]!;
+      const dir = container.env?.find((e) => e.name === "CORRAL_ARTIFACT_DIR")?.value;
+      assert.ok(dir?.startsWith("/"), "CORRAL_ARTIFACT_DIR is an absolute path");
+      const mount = container.volumeMounts?.find((m) => m.mountPath === dir);
+      assert.ok(mount, `nothing is mounted at ${dir} (the root filesystem is read-only)`);
+      const claimName = pod.volumes?.find((v) => v.name === mount.name)?.persistentVolumeClaim?.claimName;
+      assert.ok(claimName, `${dir} is not a PersistentVolumeClaim: the artifacts would not outlive the pod`);
+      const claim = one<K8sObject & { spec: { accessModes: string[]; resources: { requests: { storage: string } } } }>("PersistentVolumeClaim", claimName);
+      assert.ok(quantity(claim.spec.resources.requests.storage) >= 2 ** 30, "the claim asks for some space");
+      assert.equal(pod.securityContext?.fsGroup, pod.securityContext?.runAsGroup, "the volume is made writable by the service's group");
+      // Two pods must not share one ReadWriteOnce volume, nor start before the old one let go.
+      assert.equal(deployment.spec.replicas, 1);
+      assert.equal(deployment.spec.strategy?.type, "Recreate");
+    });
+
+    it("gives the artifact service and the scheduler the same service token, from a Secret, long enough", () => {
+      const refs = ["corral-artifact", "corral-scheduler"].map((name) => {
+        const env = one<Workload>("Deployment", name).spec.template.spec.containers[0]!.env?.find((e) => e.name === "CORRAL_ARTIFACT_SERVICE_TOKEN");
+        assert.equal(env?.value, undefined, `${name}: a literal token`);
+        assert.ok(env?.valueFrom?.secretKeyRef, `${name}: the token is not from a Secret`);
+        return env.valueFrom.secretKeyRef;
+      });
+      assert.deepEqual(refs[0], refs[1]);
+      const secret = one<K8sObject & { data?: Record<string, string> }>("Secret", refs[0]!.name);
+      const token = Buffer.from(secret.data?.[refs[0]!.key] ?? "", "base64").toString("utf8");
+      assert.ok(token.length >= 32, "the artifact service refuses tokens under 32 characters");
+    });
+
     it("wires the dev database: one Secret whose url matches the PostgreSQL it configures", () => {
-      const secrets = all<K8sObject & { data: Record<string, string> }>("Secret");
+      const secrets = all<K8sObject & { data: Record<string, string> }>("Secret").filter((s) => /^corral-database(-[a-z0-9]+)?$/.test(s.metadata.name));
       assert.equal(secrets.length, 1);
       const decoded = Object.fromEntries(Object.entries(secrets[0]!.data).map(([k, v]) => [k, Buffer.from(v, "base64").toString("utf8")]));
       const url = new URL(decoded["url"]!);
