@@ -226,8 +226,8 @@ export function createReconciler(options: ReconcilerOptions) {
       const sandboxes = await backend.listSandboxes();
       if (sandboxes.length === 0) continue;
       const active = await sql.all<{ id: string; current_attempt: number }>(
-        `select id, current_attempt from runs where status in ('launching', 'running', 'cancelling') and id = any(?::uuid[])`,
-        [sandboxes.map((s) => s.runId)],
+        `select id, current_attempt from runs where status in ('launching', 'running', 'cancelling') and id = any(string_to_array(?, ',')::uuid[])`,
+        [sandboxes.map((s) => s.runId).join(",")],
       );
       const live = new Set(active.map((r) => `${r.id}/${r.current_attempt}`));
       for (const sandbox of sandboxes) {

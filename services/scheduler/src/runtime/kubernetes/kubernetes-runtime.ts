@@ -5,7 +5,7 @@ import { isAlreadyExists, isNotFound, kubeErrorMessage } from "./kube-errors.ts"
 import { preflightKubernetes } from "./preflight-kubernetes.ts";
 import { agentJob, AGENT_CONTAINER, credentialSecret, type SandboxShape } from "./sandbox-manifests.ts";
 import { sandboxFact } from "./sandbox-facts.ts";
-import { attemptOf, jobName, LABELS, MANAGED_SELECTOR, secretName } from "./sandbox-names.ts";
+import { attemptOf, attemptOfJobName, jobName, LABELS, MANAGED_SELECTOR, secretName } from "./sandbox-names.ts";
 import { watchObjects, type WatchedObjects } from "./watched-objects.ts";
 
 export interface KubernetesRuntimeOptions {
@@ -209,10 +209,8 @@ export function createKubernetesRuntime(options: KubernetesRuntimeOptions): Runt
       if (!name) return;
       // The pods' own grace period applies to a polite stop; 0 forces it.
       const deleted = await deleteJob(c, name, graceMs <= 0 ? 0 : Math.ceil(graceMs / 1000));
-      if (deleted && graceMs <= 0) {
-        const attempt = attemptOf(c.jobs.get(name)?.metadata?.labels);
-        if (attempt) await note(attempt.runId, attempt.attempt, "force_deleted", `Job ${name} deleted with its pods, grace period 0`);
-      }
+      const attempt = attemptOfJobName(name);
+      if (deleted && graceMs <= 0 && attempt) await note(attempt.runId, attempt.attempt, "force_deleted", `Job ${name} deleted with its pods, grace period 0`);
     },
 
     async cleanup(runId, attempt) {

@@ -1,5 +1,5 @@
 import { AuthorizationV1Api, VersionApi, type BatchV1Api, type KubeConfig } from "@kubernetes/client-node";
-import { isNotFound, kubeErrorMessage } from "./kube-errors.ts";
+import { isForbidden, isNotFound, kubeErrorMessage } from "./kube-errors.ts";
 import { agentJob, type SandboxShape } from "./sandbox-manifests.ts";
 
 /** Every call the backend makes; the deploy/ Role grants exactly these. */
@@ -49,6 +49,13 @@ export async function preflightKubernetes(options: {
     await options.batch.createNamespacedJob({ namespace: shape.namespace, body: probe, dryRun: "All" });
   } catch (error) {
     if (isNotFound(error)) return { ok: false, message: `kubernetes: namespace "${shape.namespace}" does not exist on ${server}` };
+    // RBAC answers before admission looks for the namespace, so a missing one reads the same.
+    if (isForbidden(error)) {
+      return {
+        ok: false,
+        message: `kubernetes: the scheduler's identity may not create Jobs in namespace "${shape.namespace}" on ${server} (does the namespace exist, and is deploy/'s Role bound there?): ${kubeErrorMessage(error)}`,
+      };
+    }
     return { ok: false, message: `kubernetes: an agent Job is refused in namespace "${shape.namespace}": ${kubeErrorMessage(error)}` };
   }
   const authorization = kubeConfig.makeApiClient(AuthorizationV1Api);

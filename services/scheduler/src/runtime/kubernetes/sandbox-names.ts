@@ -50,6 +50,14 @@ export function sandboxLabels(runId: string, attempt: number): Record<string, st
   };
 }
 
+/** The attempt a Job name was derived from; undefined for a name this backend does not make. */
+export function attemptOfJobName(name: string): { runId: string; attempt: number } | undefined {
+  const match = /^corral-([0-9a-f-]{36})-(\d+)$/.exec(name);
+  if (!match || !UUID.test(match[1]!)) return undefined;
+  const attempt = Number(match[2]);
+  return attempt >= 1 && attempt <= MAX_ATTEMPT ? { runId: match[1]!, attempt } : undefined;
+}
+
 /** The attempt an object belongs to, from its labels; undefined for anything else. */
 export function attemptOf(labels: Record<string, string> | undefined): { runId: string; attempt: number } | undefined {
   const runId = labels?.[LABELS.runId];
