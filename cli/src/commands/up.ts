@@ -17,14 +17,46 @@ const LABELS: Record<string, string> = {
 
 /** `corral up`: the all-in-one dev stack in the foreground. Returns the exit code. */
 export async function up(args: string[]): Promise<number> {
-  const { values } = parseArgs({ args, options: { help: { type: "boolean", short: "h" } } });
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args,
+      options: {
+        help: { type: "boolean", short: "h" },
+        runtime: { type: "string" },
+        kubeconfig: { type: "string" },
+        namespace: { type: "string" },
+        "agent-image": { type: "string" },
+      },
+    }));
+  } catch (error) {
+    process.stderr.write(`corral up: ${(error as Error).message}\n`);
+    return 2;
+  }
   if (values.help) {
     process.stdout.write(
-      "usage: corral up\n\nStarts the all-in-one stack. Environment: CORRAL_HOME (default .corral), DATABASE_URL\n" +
+      "usage: corral up [--runtime local|kubernetes] [--kubeconfig FILE] [--namespace NS] [--agent-image IMAGE]\n\n" +
+        "--runtime kubernetes launches runs as Jobs on the cluster of --kubeconfig (default: $KUBECONFIG or\n" +
+        "~/.kube/config) in --namespace (default corral-runs), with the agent image --agent-image; agent pods\n" +
+        "must reach the control plane (CORRAL_KUBERNETES_CONTROL_PLANE_URL, default its local address).\n\n" +
+        "Starts the all-in-one stack. Environment: CORRAL_HOME (default .corral), DATABASE_URL\n" +
         "(default: an embedded PostgreSQL), CORRAL_SCHEDULER_LISTEN, CORRAL_CONTROL_PLANE_LISTEN,\nCORRAL_ARTIFACT_LISTEN, CORRAL_LOG_LEVEL, CORRAL_ARTIFACT_SERVICE_TOKEN (default: one kept in\nCORRAL_HOME/artifact-service-token, made on first start).\n",
     );
     return 0;
   }
+  // The flags are shorthands for the scheduler's variables, which the services read.
+  const flagEnv: Record<string, string> = {};
+  if (values.runtime !== undefined) {
+    if (!["local", "kubernetes"].includes(values.runtime)) {
+      process.stderr.write(`corral up: --runtime: expected local or kubernetes, got "${values.runtime}"\n`);
+      return 2;
+    }
+    flagEnv.CORRAL_RUNTIMES = values.runtime;
+    flagEnv.CORRAL_DEFAULT_RUNTIME = values.runtime;
+  }
+  if (values.kubeconfig !== undefined) flagEnv.CORRAL_KUBECONFIG = values.kubeconfig;
+  if (values.namespace !== undefined) flagEnv.CORRAL_KUBERNETES_NAMESPACE = values.namespace;
+  if (values["agent-image"] !== undefined) flagEnv.CORRAL_KUBERNETES_AGENT_IMAGE = values["agent-image"];
   let config;
   try {
     config = loadConfig(upConfig);
@@ -47,7 +79,7 @@ export async function up(args: string[]): Promise<number> {
     stack = await startStack({
       home: config.CORRAL_HOME,
       databaseUrl: config.DATABASE_URL,
-      env: process.env,
+      env: { ...process.env, ...flagEnv },
       progress: (line) => say(`… ${line}`),
     });
   } catch (error) {

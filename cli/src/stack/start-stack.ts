@@ -1,5 +1,5 @@
 import { fork, type ChildProcess } from "node:child_process";
-import { mkdirSync, openSync, closeSync } from "node:fs";
+import { closeSync, mkdirSync, openSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { startEmbeddedPostgres, type EmbeddedPostgresServer } from "@corral/plumbing/db/embedded-postgres.ts";
@@ -155,7 +155,8 @@ async function startService(
       });
       child.once("exit", (code, signal) => {
         clearTimeout(timer);
-        reject(new Error(`${name} exited during start-up (${signal ?? `code ${code}`}); see ${logFile}`));
+        const why = lastFailure(logFile);
+        reject(new Error(`${name} exited during start-up (${signal ?? `code ${code}`})${why ? `: ${why}` : ""}; see ${logFile}`));
       });
     });
     return { name, url, logFile, child };
@@ -175,4 +176,24 @@ function stopChild(child: ChildProcess, graceMs: number): Promise<void> {
     });
     child.kill("SIGTERM");
   });
+}
+
+/** The error of the last error-level line of a service's JSON log: why it stopped. */
+function lastFailure(logFile: string): string | undefined {
+  let text: string;
+  try {
+    text = readFileSync(logFile, "utf8").slice(-64 * 1024);
+  } catch {
+    return undefined;
+  }
+  for (const line of text.trimEnd().split("\n").reverse()) {
+    try {
+      const entry = JSON.parse(line) as { level?: number | string; msg?: string; err?: { message?: string } };
+      // pino's numeric levels, or their labels where the logger prints those.
+      if (entry.level === "error" || entry.level === "fatal" || (typeof entry.level === "number" && entry.level >= 50)) return entry.err?.message ?? entry.msg;
+    } catch {
+      // not a log line (a stack trace printed before the logger existed)
+    }
+  }
+  return undefined;
 }

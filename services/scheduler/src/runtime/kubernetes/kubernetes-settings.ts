@@ -30,7 +30,13 @@ export function kubernetesSettings(config: SchedulerConfig, agentEnv: Record<str
 
 function loadKubeConfig(config: SchedulerConfig): KubeConfig {
   const kubeConfig = new KubeConfig();
-  if (config.CORRAL_KUBECONFIG) kubeConfig.loadFromFile(config.CORRAL_KUBECONFIG);
+  if (config.CORRAL_KUBECONFIG) {
+    try {
+      kubeConfig.loadFromFile(config.CORRAL_KUBECONFIG);
+    } catch (error) {
+      throw new Error(`cannot load the kubeconfig ${config.CORRAL_KUBECONFIG} (CORRAL_KUBECONFIG): ${(error as Error).message}`);
+    }
+  }
   // In a pod, the scheduler uses its service account (the deploy/ Role).
   else if (process.env.KUBERNETES_SERVICE_HOST) kubeConfig.loadFromCluster();
   else kubeConfig.loadFromDefault();
