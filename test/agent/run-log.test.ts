@@ -99,6 +99,15 @@ describe("agent: run log", () => {
     );
   });
 
+  it("keeps the fields apart even for a step name with white space", async () => {
+    const path = join(dir, "names.log");
+    const log = createRunLog({ path });
+    log.write("bad name", "stdout", text("x y\n"));
+    log.write("", "stdout", text("z\n"));
+    log.close();
+    assert.deepEqual(parseRunLog(await readFile(path)).map((l) => [l.step, l.text.toString()]), [["bad_name", "x y"], ["_", "z"]]);
+  });
+
   it("refuses to parse what is not a run log", () => {
     assert.throws(() => parseRunLog(Buffer.from("hello\n")), /line 1 is malformed/);
     assert.throws(() => parseRunLog(Buffer.from("2026-11-29T10:00:00.000Z agent stdout ? x\n")), /line 1 has marker "\?"/);

@@ -16,7 +16,8 @@ export type RunLogStream = "stdout" | "stderr";
  * a flush, at the end of its step, or longer than `maxLineBytes`. So the output of a step and
  * stream is exactly its lines' texts, each followed by a newline where the marker is `|`
  * (`parseRunLog` and `outputOf` do that), and the log loses nothing, not even a missing final
- * newline. Step names have no spaces (the scheduler allows letters, digits, `-`, `_`, `.`).
+ * newline. Step names have no spaces (the scheduler allows letters, digits, `-`, `_`, `.`; any
+white space would be written as `_`).
  *
  * Lines are appended to a local spool file as they complete, with synchronous writes: the
  * pipeline's observer is synchronous, the file is the upload's source (see attempt-artifacts),
@@ -31,7 +32,8 @@ export function createRunLog(options: { path: string; maxLineBytes?: number; now
   let size = 0;
   let closed = false;
 
-  const prefix = (since: Date, step: string, stream: RunLogStream, marker: "|" | "+") => `${since.toISOString()} ${step} ${stream} ${marker} `;
+  // White space in a step name would shift the fields; the scheduler allows none, and this keeps it so.
+  const prefix = (since: Date, step: string, stream: RunLogStream, marker: "|" | "+") => `${since.toISOString()} ${step.replace(/\s/g, "_") || "_"} ${stream} ${marker} `;
 
   function append(pieces: Buffer[]): void {
     if (pieces.length === 0 || closed) return;
