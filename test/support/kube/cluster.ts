@@ -8,6 +8,7 @@ import { join } from "node:path";
 import type { KubeConfig } from "@kubernetes/client-node";
 import { kubeBinaries, missingKubeBinaries } from "../tools.ts";
 import { createKubeCertificates } from "./certificates.ts";
+import { unwatchTempDir, watchTempDir } from "./leftover-watchdog.ts";
 import { startManagedProcess, type ManagedProcess } from "./managed-process.ts";
 
 /** Who a test talks to the API server as. */
@@ -61,13 +62,17 @@ export async function startKubeCluster(): Promise<KubeCluster> {
   const k8s = await import("@kubernetes/client-node");
   const bin = kubeBinaries();
   const dir = await mkdtemp(join(tmpdir(), "corral-kube-"));
+  const keep = Boolean(process.env.CORRAL_KUBE_KEEP);
+  if (!keep) watchTempDir(dir);
   const processes: ManagedProcess[] = [];
   let stopping: Promise<void> | undefined;
   const stop = () =>
     (stopping ??= (async () => {
       // Reverse order: the controller manager and apiserver before the etcd they depend on.
       for (const p of processes.toReversed()) await p.stop();
-      if (!process.env.CORRAL_KUBE_KEEP) await rm(dir, { recursive: true, force: true });
+      if (keep) return;
+      await rm(dir, { recursive: true, force: true });
+      unwatchTempDir(dir);
     })());
   const logTails = async (lines = 30) =>
     (await Promise.all(processes.map(async (p) => `--- ${p.name} (${p.logFile})\n${await p.tail(lines)}`))).join("\n");

@@ -9,6 +9,7 @@ import { createSelfSignedServingCert } from "./certificates.ts";
 import { ContainerWaiting, prepareContainerLaunch, type PodObjectReader } from "./container-launch.ts";
 import { createContainerLog, DEFAULT_LOG_LIMIT_BYTES, type ContainerLog } from "./container-log.ts";
 import { startKubeletLogServer } from "./kubelet-log-server.ts";
+import { unwatchProcessGroup, unwatchTempDir, watchProcessGroup, watchTempDir } from "./leftover-watchdog.ts";
 import { kubeNow, runningStatus, terminatedStatus, waitingStatus, type Termination } from "./pod-status.ts";
 
 export interface FakeNodeOptions {
@@ -65,10 +66,6 @@ const RETRY_MS = 500;
 const SETPRIV = "/usr/bin/setpriv";
 const DEFAULT_CAPACITY = { cpu: "8", memory: "32Gi", pods: "110", "ephemeral-storage": "100Gi" };
 
-// Process groups of every pod process of every fake node, killed if the test process exits without stop().
-const liveGroups = new Set<number>();
-let exitHookInstalled = false;
-
 /**
  * A node that does the kubelet's part for the tests: registers a Ready Node, binds pending pods to
  * itself (there is no scheduler), runs each pod's first container as a local process (see
@@ -83,13 +80,13 @@ export async function startFakeNode(kubeConfig: KubeConfig, options: FakeNodeOpt
   const name = options.name ?? `fake-node-${randomBytes(3).toString("hex")}`;
   const labels: Record<string, string> = { "kubernetes.io/hostname": name, "kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64", ...options.labels };
   const dir = await mkdtemp(join(tmpdir(), "corral-fake-node-"));
+  watchTempDir(dir);
   const runs = new Map<string, PodRun>(); // by pod uid
   const byName = new Map<string, PodRun>(); // by namespace/name, for logs
   const bindingTried = new Set<string>();
   const removing = new Set<string>();
   const problems: string[] = [];
   let stopped = false;
-  installExitHook();
 
   const report = (what: string, error?: unknown) => {
     if (stopped) return;
@@ -115,6 +112,7 @@ export async function startFakeNode(kubeConfig: KubeConfig, options: FakeNodeOpt
   } catch (error) {
     await logServer.close();
     await rm(dir, { recursive: true, force: true });
+    unwatchTempDir(dir);
     throw new Error(`the fake node could not register Node ${name}: ${describe(error)}`, { cause: error });
   }
 
@@ -263,7 +261,7 @@ export async function startFakeNode(kubeConfig: KubeConfig, options: FakeNodeOpt
     child.stdout!.on("data", (chunk: Buffer) => run.log.append(chunk));
     child.stderr!.on("data", (chunk: Buffer) => run.log.append(chunk));
     const pid = child.pid;
-    liveGroups.add(pid);
+    watchProcessGroup(pid);
     patchStatus(run, runningStatus(run.pod, startedAt, run.containerId));
     const deadline = run.pod.spec?.activeDeadlineSeconds;
     if (deadline !== undefined) {
@@ -276,7 +274,7 @@ export async function startFakeNode(kubeConfig: KubeConfig, options: FakeNodeOpt
     // pipes that a leftover child would hold open.
     child.once("exit", () => signalGroup(pid, "SIGKILL"));
     child.once("close", (code, signal) => {
-      liveGroups.delete(pid);
+      unwatchProcessGroup(pid);
       clearTimers(run);
       run.log.close();
       run.state = "exited";
@@ -363,6 +361,7 @@ export async function startFakeNode(kubeConfig: KubeConfig, options: FakeNodeOpt
         await logServer.close();
         await core.deleteNode({ name }).catch(() => {});
         await rm(dir, { recursive: true, force: true });
+        unwatchTempDir(dir);
       })()),
   };
 }
@@ -419,14 +418,6 @@ function signalGroup(pid: number, signal: NodeJS.Signals): void {
   } catch {
     // Already gone.
   }
-}
-
-function installExitHook(): void {
-  if (exitHookInstalled) return;
-  exitHookInstalled = true;
-  process.once("exit", () => {
-    for (const pid of liveGroups) signalGroup(pid, "SIGKILL");
-  });
 }
 
 async function findExecutable(command: string, path: string, cwd: string): Promise<string | undefined> {
