@@ -12,6 +12,7 @@ import { createRunStore, type RunStore } from "./runs/run-store.ts";
 import type { SchedulerDefaults } from "./runs/validated-submission.ts";
 import { createLocalRuntime } from "./runtime/local-runtime.ts";
 import type { RuntimeBackend } from "./runtime/runtime-backend.ts";
+import { createRuntimeStatus } from "./runtime/runtime-status.ts";
 import { createKubernetesRuntime } from "./runtime/kubernetes/kubernetes-runtime.ts";
 import { kubernetesSettings } from "./runtime/kubernetes/kubernetes-settings.ts";
 
@@ -41,6 +42,9 @@ export async function startScheduler(config: SchedulerConfig, logger: Logger, op
   const notifier = await createRunNotifier(listener, ["corral_run_events", "corral_run_changed"]);
   let store: RunStore | undefined;
   let service: RunningService;
+  // Filled in below, once the service is up; ListRuntimes reports runtimes not yet there as starting.
+  const runtimes = new Map<string, RuntimeBackend>();
+  const runtimeStatus = createRuntimeStatus({ enabled: config.CORRAL_RUNTIMES, defaultRuntime: config.CORRAL_DEFAULT_RUNTIME, backends: runtimes });
   try {
     service = await startService({
       name: "scheduler",
@@ -50,7 +54,7 @@ export async function startScheduler(config: SchedulerConfig, logger: Logger, op
       services: [RunService],
       routes: (router, database) => {
         store = createRunStore(createSql(database.orm));
-        router.service(RunService, createRunService({ store, notifier, defaults }));
+        router.service(RunService, createRunService({ store, notifier, defaults, runtimeStatus }));
       },
     });
   } catch (error) {
@@ -60,7 +64,6 @@ export async function startScheduler(config: SchedulerConfig, logger: Logger, op
 
   // Created once the service is up: the warm pool starts agent processes right away.
   const agentEnv = { CORRAL_LOG_LEVEL: config.CORRAL_LOG_LEVEL, ...options.agentEnv };
-  const runtimes = new Map<string, RuntimeBackend>();
   try {
     if (config.CORRAL_RUNTIMES.includes("local")) {
       runtimes.set(

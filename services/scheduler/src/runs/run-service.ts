@@ -4,6 +4,7 @@ import type { RunService } from "@corral/contract/corral/scheduler/v1/run_servic
 import { RunStatus } from "@corral/contract/corral/scheduler/v1/run_service_pb.ts";
 import { createViolations } from "@corral/plumbing/errors.ts";
 import type { Duration } from "@bufbuild/protobuf/wkt";
+import type { RuntimeStatus } from "../runtime/runtime-status.ts";
 import { resolvedSpecJson } from "./resolved-spec-json.ts";
 import type { RunNotifier } from "./run-notifier.ts";
 import { runStatusName, runtimeName, toRunMessage } from "./run-row.ts";
@@ -16,10 +17,11 @@ export interface RunServiceDeps {
   store: RunStore;
   notifier: RunNotifier;
   defaults: SchedulerDefaults;
+  runtimeStatus: RuntimeStatus;
 }
 
 /** corral.scheduler.v1.RunService: validation and translation only; the work is in the store. */
-export function createRunService({ store, notifier, defaults }: RunServiceDeps): ServiceImpl<typeof RunService> {
+export function createRunService({ store, notifier, defaults, runtimeStatus }: RunServiceDeps): ServiceImpl<typeof RunService> {
   return {
     async submitRun(request) {
       const id = randomUUID();
@@ -83,6 +85,10 @@ export function createRunService({ store, notifier, defaults }: RunServiceDeps):
 
     watchRun(request, context) {
       return watchRun(store, notifier, request, context.signal);
+    },
+
+    async listRuntimes(_request, context) {
+      return { runtimes: await runtimeStatus.list(context.signal) };
     },
   };
 }

@@ -16,7 +16,7 @@ import type { Message, UnknownEnum } from "@bufbuild/protobuf";
  * Describes the file corral/scheduler/v1/run_service.proto.
  */
 export const file_corral_scheduler_v1_run_service: GenFile = /*@__PURE__*/
-  fileDesc("CiVjb3JyYWwvc2NoZWR1bGVyL3YxL3J1bl9zZXJ2aWNlLnByb3RvEhNjb3JyYWwuc2NoZWR1bGVyLnYxIoIFCgNSdW4SCgoCaWQYASABKAkSJwoEc3BlYxgCIAEoCzIZLmNvcnJhbC5jb21tb24udjEuUnVuU3BlYxItCgdydW50aW1lGAMgASgOMhwuY29ycmFsLnNjaGVkdWxlci52MS5SdW50aW1lEi4KBnN0YXR1cxgEIAEoDjIeLmNvcnJhbC5zY2hlZHVsZXIudjEuUnVuU3RhdHVzEiYKBXBoYXNlGAUgASgOMhcuY29ycmFsLmNvbW1vbi52MS5QaGFzZRIUCgxjdXJyZW50X3N0ZXAYBiABKAkSDwoHYXR0ZW1wdBgHIAEoDRIuCgpjcmVhdGVkX2F0GAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgp1cGRhdGVkX2F0GAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtsYXVuY2hlZF9hdBgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLYXR0YWNoZWRfYXQYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC2ZpbmlzaGVkX2F0GAwgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIYChBjYW5jZWxfcmVxdWVzdGVkGA0gASgIEhUKDWNhbmNlbF9yZWFzb24YDiABKAkSDgoGcmVhc29uGA8gASgJEisKBnJlc3VsdBgQIAEoCzIbLmNvcnJhbC5jb21tb24udjEuUnVuUmVzdWx0EjcKDmFydGlmYWN0X3N0YXRlGBEgASgOMh8uY29ycmFsLmNvbW1vbi52MS5BcnRpZmFjdFN0YXRlIn4KEFN1Ym1pdFJ1blJlcXVlc3QSJwoEc3BlYxgBIAEoCzIZLmNvcnJhbC5jb21tb24udjEuUnVuU3BlYxItCgdydW50aW1lGAIgASgOMhwuY29ycmFsLnNjaGVkdWxlci52MS5SdW50aW1lEhIKCnJlcXVlc3RfaWQYAyABKAkiOgoRU3VibWl0UnVuUmVzcG9uc2USJQoDcnVuGAEgASgLMhguY29ycmFsLnNjaGVkdWxlci52MS5SdW4iHwoNR2V0UnVuUmVxdWVzdBIOCgZydW5faWQYASABKAkiNwoOR2V0UnVuUmVzcG9uc2USJQoDcnVuGAEgASgLMhguY29ycmFsLnNjaGVkdWxlci52MS5SdW4isQEKD0xpc3RSdW5zUmVxdWVzdBIRCglwYWdlX3NpemUYASABKA0SEgoKcGFnZV90b2tlbhgCIAEoCRIwCghzdGF0dXNlcxgDIAMoDjIeLmNvcnJhbC5zY2hlZHVsZXIudjEuUnVuU3RhdHVzEhYKDnJlcG9zaXRvcnlfdXJsGAQgASgJEi0KB3J1bnRpbWUYBSABKA4yHC5jb3JyYWwuc2NoZWR1bGVyLnYxLlJ1bnRpbWUiUwoQTGlzdFJ1bnNSZXNwb25zZRImCgRydW5zGAEgAygLMhguY29ycmFsLnNjaGVkdWxlci52MS5SdW4SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIlwKEENhbmNlbFJ1blJlcXVlc3QSDgoGcnVuX2lkGAEgASgJEg4KBnJlYXNvbhgCIAEoCRIoCgVncmFjZRgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiI6ChFDYW5jZWxSdW5SZXNwb25zZRIlCgNydW4YASABKAsyGC5jb3JyYWwuc2NoZWR1bGVyLnYxLlJ1biIhCg9SZXRyeVJ1blJlcXVlc3QSDgoGcnVuX2lkGAEgASgJIjkKEFJldHJ5UnVuUmVzcG9uc2USJQoDcnVuGAEgASgLMhguY29ycmFsLnNjaGVkdWxlci52MS5SdW4iUAoPV2F0Y2hSdW5SZXF1ZXN0Eg4KBnJ1bl9pZBgBIAEoCRIVCg1hZnRlcl9hdHRlbXB0GAIgASgNEhYKDmFmdGVyX3NlcXVlbmNlGAMgASgEInkKEFdhdGNoUnVuUmVzcG9uc2USJwoDcnVuGAEgASgLMhguY29ycmFsLnNjaGVkdWxlci52MS5SdW5IABIyCgVldmVudBgCIAEoCzIhLmNvcnJhbC5zY2hlZHVsZXIudjEuV2F0Y2hlZEV2ZW50SABCCAoGdXBkYXRlIkoKDFdhdGNoZWRFdmVudBIPCgdhdHRlbXB0GAEgASgNEikKBWV2ZW50GAIgASgLMhouY29ycmFsLmNvbW1vbi52MS5SdW5FdmVudCrWAQoJUnVuU3RhdHVzEhoKFlJVTl9TVEFUVVNfVU5TUEVDSUZJRUQQABIVChFSVU5fU1RBVFVTX1FVRVVFRBABEhgKFFJVTl9TVEFUVVNfTEFVTkNISU5HEAISFgoSUlVOX1NUQVRVU19SVU5OSU5HEAMSGQoVUlVOX1NUQVRVU19DQU5DRUxMSU5HEAQSGAoUUlVOX1NUQVRVU19DT01QTEVURUQQBRIVChFSVU5fU1RBVFVTX0ZBSUxFRBAGEhgKFFJVTl9TVEFUVVNfQ0FOQ0VMTEVEEAcqYQoHUnVudGltZRIXChNSVU5USU1FX1VOU1BFQ0lGSUVEEAASEQoNUlVOVElNRV9MT0NBTBABEhIKDlJVTlRJTUVfRE9DS0VSEAISFgoSUlVOVElNRV9LVUJFUk5FVEVTEAMypAQKClJ1blNlcnZpY2USWgoJU3VibWl0UnVuEiUuY29ycmFsLnNjaGVkdWxlci52MS5TdWJtaXRSdW5SZXF1ZXN0GiYuY29ycmFsLnNjaGVkdWxlci52MS5TdWJtaXRSdW5SZXNwb25zZRJRCgZHZXRSdW4SIi5jb3JyYWwuc2NoZWR1bGVyLnYxLkdldFJ1blJlcXVlc3QaIy5jb3JyYWwuc2NoZWR1bGVyLnYxLkdldFJ1blJlc3BvbnNlElcKCExpc3RSdW5zEiQuY29ycmFsLnNjaGVkdWxlci52MS5MaXN0UnVuc1JlcXVlc3QaJS5jb3JyYWwuc2NoZWR1bGVyLnYxLkxpc3RSdW5zUmVzcG9uc2USWgoJQ2FuY2VsUnVuEiUuY29ycmFsLnNjaGVkdWxlci52MS5DYW5jZWxSdW5SZXF1ZXN0GiYuY29ycmFsLnNjaGVkdWxlci52MS5DYW5jZWxSdW5SZXNwb25zZRJXCghSZXRyeVJ1bhIkLmNvcnJhbC5zY2hlZHVsZXIudjEuUmV0cnlSdW5SZXF1ZXN0GiUuY29ycmFsLnNjaGVkdWxlci52MS5SZXRyeVJ1blJlc3BvbnNlElkKCFdhdGNoUnVuEiQuY29ycmFsLnNjaGVkdWxlci52MS5XYXRjaFJ1blJlcXVlc3QaJS5jb3JyYWwuc2NoZWR1bGVyLnYxLldhdGNoUnVuUmVzcG9uc2UwAWIGcHJvdG8z", [file_corral_common_v1_run_event, file_corral_common_v1_run_spec, file_google_protobuf_duration, file_google_protobuf_timestamp]);
+  fileDesc("CiVjb3JyYWwvc2NoZWR1bGVyL3YxL3J1bl9zZXJ2aWNlLnByb3RvEhNjb3JyYWwuc2NoZWR1bGVyLnYxIoIFCgNSdW4SCgoCaWQYASABKAkSJwoEc3BlYxgCIAEoCzIZLmNvcnJhbC5jb21tb24udjEuUnVuU3BlYxItCgdydW50aW1lGAMgASgOMhwuY29ycmFsLnNjaGVkdWxlci52MS5SdW50aW1lEi4KBnN0YXR1cxgEIAEoDjIeLmNvcnJhbC5zY2hlZHVsZXIudjEuUnVuU3RhdHVzEiYKBXBoYXNlGAUgASgOMhcuY29ycmFsLmNvbW1vbi52MS5QaGFzZRIUCgxjdXJyZW50X3N0ZXAYBiABKAkSDwoHYXR0ZW1wdBgHIAEoDRIuCgpjcmVhdGVkX2F0GAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgp1cGRhdGVkX2F0GAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtsYXVuY2hlZF9hdBgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLYXR0YWNoZWRfYXQYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC2ZpbmlzaGVkX2F0GAwgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIYChBjYW5jZWxfcmVxdWVzdGVkGA0gASgIEhUKDWNhbmNlbF9yZWFzb24YDiABKAkSDgoGcmVhc29uGA8gASgJEisKBnJlc3VsdBgQIAEoCzIbLmNvcnJhbC5jb21tb24udjEuUnVuUmVzdWx0EjcKDmFydGlmYWN0X3N0YXRlGBEgASgOMh8uY29ycmFsLmNvbW1vbi52MS5BcnRpZmFjdFN0YXRlIn4KEFN1Ym1pdFJ1blJlcXVlc3QSJwoEc3BlYxgBIAEoCzIZLmNvcnJhbC5jb21tb24udjEuUnVuU3BlYxItCgdydW50aW1lGAIgASgOMhwuY29ycmFsLnNjaGVkdWxlci52MS5SdW50aW1lEhIKCnJlcXVlc3RfaWQYAyABKAkiOgoRU3VibWl0UnVuUmVzcG9uc2USJQoDcnVuGAEgASgLMhguY29ycmFsLnNjaGVkdWxlci52MS5SdW4iHwoNR2V0UnVuUmVxdWVzdBIOCgZydW5faWQYASABKAkiNwoOR2V0UnVuUmVzcG9uc2USJQoDcnVuGAEgASgLMhguY29ycmFsLnNjaGVkdWxlci52MS5SdW4isQEKD0xpc3RSdW5zUmVxdWVzdBIRCglwYWdlX3NpemUYASABKA0SEgoKcGFnZV90b2tlbhgCIAEoCRIwCghzdGF0dXNlcxgDIAMoDjIeLmNvcnJhbC5zY2hlZHVsZXIudjEuUnVuU3RhdHVzEhYKDnJlcG9zaXRvcnlfdXJsGAQgASgJEi0KB3J1bnRpbWUYBSABKA4yHC5jb3JyYWwuc2NoZWR1bGVyLnYxLlJ1bnRpbWUiUwoQTGlzdFJ1bnNSZXNwb25zZRImCgRydW5zGAEgAygLMhguY29ycmFsLnNjaGVkdWxlci52MS5SdW4SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIlwKEENhbmNlbFJ1blJlcXVlc3QSDgoGcnVuX2lkGAEgASgJEg4KBnJlYXNvbhgCIAEoCRIoCgVncmFjZRgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiI6ChFDYW5jZWxSdW5SZXNwb25zZRIlCgNydW4YASABKAsyGC5jb3JyYWwuc2NoZWR1bGVyLnYxLlJ1biIhCg9SZXRyeVJ1blJlcXVlc3QSDgoGcnVuX2lkGAEgASgJIjkKEFJldHJ5UnVuUmVzcG9uc2USJQoDcnVuGAEgASgLMhguY29ycmFsLnNjaGVkdWxlci52MS5SdW4iUAoPV2F0Y2hSdW5SZXF1ZXN0Eg4KBnJ1bl9pZBgBIAEoCRIVCg1hZnRlcl9hdHRlbXB0GAIgASgNEhYKDmFmdGVyX3NlcXVlbmNlGAMgASgEInkKEFdhdGNoUnVuUmVzcG9uc2USJwoDcnVuGAEgASgLMhguY29ycmFsLnNjaGVkdWxlci52MS5SdW5IABIyCgVldmVudBgCIAEoCzIhLmNvcnJhbC5zY2hlZHVsZXIudjEuV2F0Y2hlZEV2ZW50SABCCAoGdXBkYXRlIkoKDFdhdGNoZWRFdmVudBIPCgdhdHRlbXB0GAEgASgNEikKBWV2ZW50GAIgASgLMhouY29ycmFsLmNvbW1vbi52MS5SdW5FdmVudCIVChNMaXN0UnVudGltZXNSZXF1ZXN0IkoKFExpc3RSdW50aW1lc1Jlc3BvbnNlEjIKCHJ1bnRpbWVzGAEgAygLMiAuY29ycmFsLnNjaGVkdWxlci52MS5SdW50aW1lSW5mbyK8AQoLUnVudGltZUluZm8SLQoHcnVudGltZRgBIAEoDjIcLmNvcnJhbC5zY2hlZHVsZXIudjEuUnVudGltZRIMCgRuYW1lGAIgASgJEg8KB2VuYWJsZWQYAyABKAgSEgoKaXNfZGVmYXVsdBgEIAEoCBIKCgJvaxgFIAEoCBIPCgdtZXNzYWdlGAYgASgJEi4KCmNoZWNrZWRfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wKtYBCglSdW5TdGF0dXMSGgoWUlVOX1NUQVRVU19VTlNQRUNJRklFRBAAEhUKEVJVTl9TVEFUVVNfUVVFVUVEEAESGAoUUlVOX1NUQVRVU19MQVVOQ0hJTkcQAhIWChJSVU5fU1RBVFVTX1JVTk5JTkcQAxIZChVSVU5fU1RBVFVTX0NBTkNFTExJTkcQBBIYChRSVU5fU1RBVFVTX0NPTVBMRVRFRBAFEhUKEVJVTl9TVEFUVVNfRkFJTEVEEAYSGAoUUlVOX1NUQVRVU19DQU5DRUxMRUQQByphCgdSdW50aW1lEhcKE1JVTlRJTUVfVU5TUEVDSUZJRUQQABIRCg1SVU5USU1FX0xPQ0FMEAESEgoOUlVOVElNRV9ET0NLRVIQAhIWChJSVU5USU1FX0tVQkVSTkVURVMQAzKJBQoKUnVuU2VydmljZRJaCglTdWJtaXRSdW4SJS5jb3JyYWwuc2NoZWR1bGVyLnYxLlN1Ym1pdFJ1blJlcXVlc3QaJi5jb3JyYWwuc2NoZWR1bGVyLnYxLlN1Ym1pdFJ1blJlc3BvbnNlElEKBkdldFJ1bhIiLmNvcnJhbC5zY2hlZHVsZXIudjEuR2V0UnVuUmVxdWVzdBojLmNvcnJhbC5zY2hlZHVsZXIudjEuR2V0UnVuUmVzcG9uc2USVwoITGlzdFJ1bnMSJC5jb3JyYWwuc2NoZWR1bGVyLnYxLkxpc3RSdW5zUmVxdWVzdBolLmNvcnJhbC5zY2hlZHVsZXIudjEuTGlzdFJ1bnNSZXNwb25zZRJaCglDYW5jZWxSdW4SJS5jb3JyYWwuc2NoZWR1bGVyLnYxLkNhbmNlbFJ1blJlcXVlc3QaJi5jb3JyYWwuc2NoZWR1bGVyLnYxLkNhbmNlbFJ1blJlc3BvbnNlElcKCFJldHJ5UnVuEiQuY29ycmFsLnNjaGVkdWxlci52MS5SZXRyeVJ1blJlcXVlc3QaJS5jb3JyYWwuc2NoZWR1bGVyLnYxLlJldHJ5UnVuUmVzcG9uc2USWQoIV2F0Y2hSdW4SJC5jb3JyYWwuc2NoZWR1bGVyLnYxLldhdGNoUnVuUmVxdWVzdBolLmNvcnJhbC5zY2hlZHVsZXIudjEuV2F0Y2hSdW5SZXNwb25zZTABEmMKDExpc3RSdW50aW1lcxIoLmNvcnJhbC5zY2hlZHVsZXIudjEuTGlzdFJ1bnRpbWVzUmVxdWVzdBopLmNvcnJhbC5zY2hlZHVsZXIudjEuTGlzdFJ1bnRpbWVzUmVzcG9uc2ViBnByb3RvMw", [file_corral_common_v1_run_event, file_corral_common_v1_run_spec, file_google_protobuf_duration, file_google_protobuf_timestamp]);
 
 /**
  * A run and everything known about it.
@@ -527,6 +527,105 @@ export const WatchedEventSchema: GenMessage<WatchedEvent> = /*@__PURE__*/
   messageDesc(file_corral_scheduler_v1_run_service, 13);
 
 /**
+ * Request of ListRuntimes.
+ *
+ * @generated from message corral.scheduler.v1.ListRuntimesRequest
+ */
+export type ListRuntimesRequest = Message<"corral.scheduler.v1.ListRuntimesRequest"> & {
+};
+
+/**
+ * Describes the message corral.scheduler.v1.ListRuntimesRequest.
+ * Use `create(ListRuntimesRequestSchema)` to create a new message.
+ */
+export const ListRuntimesRequestSchema: GenMessage<ListRuntimesRequest> = /*@__PURE__*/
+  messageDesc(file_corral_scheduler_v1_run_service, 14);
+
+/**
+ * Response of ListRuntimes.
+ *
+ * @generated from message corral.scheduler.v1.ListRuntimesResponse
+ */
+export type ListRuntimesResponse = Message<"corral.scheduler.v1.ListRuntimesResponse"> & {
+  /**
+   * Every runtime, in the order of the Runtime enum.
+   *
+   * @generated from field: repeated corral.scheduler.v1.RuntimeInfo runtimes = 1;
+   */
+  runtimes: RuntimeInfo[];
+};
+
+/**
+ * Describes the message corral.scheduler.v1.ListRuntimesResponse.
+ * Use `create(ListRuntimesResponseSchema)` to create a new message.
+ */
+export const ListRuntimesResponseSchema: GenMessage<ListRuntimesResponse> = /*@__PURE__*/
+  messageDesc(file_corral_scheduler_v1_run_service, 15);
+
+/**
+ * A runtime and whether it can launch runs now.
+ *
+ * @generated from message corral.scheduler.v1.RuntimeInfo
+ */
+export type RuntimeInfo = Message<"corral.scheduler.v1.RuntimeInfo"> & {
+  /**
+   * The runtime.
+   *
+   * @generated from field: corral.scheduler.v1.Runtime runtime = 1;
+   */
+  runtime: Runtime;
+
+  /**
+   * Its name in configuration and on the command line: "local", "docker", "kubernetes".
+   *
+   * @generated from field: string name = 2;
+   */
+  name: string;
+
+  /**
+   * Whether this scheduler may launch runs on it (CORRAL_RUNTIMES).
+   *
+   * @generated from field: bool enabled = 3;
+   */
+  enabled: boolean;
+
+  /**
+   * Whether SubmitRun uses it for a run that names none (CORRAL_DEFAULT_RUNTIME).
+   *
+   * @generated from field: bool is_default = 4;
+   */
+  isDefault: boolean;
+
+  /**
+   * Whether its preflight check passed; false for a runtime that is not enabled.
+   *
+   * @generated from field: bool ok = 5;
+   */
+  ok: boolean;
+
+  /**
+   * What the preflight check found, for people; for a failed check, what to fix.
+   *
+   * @generated from field: string message = 6;
+   */
+  message: string;
+
+  /**
+   * When the preflight check ran; unset for a runtime that is not enabled.
+   *
+   * @generated from field: google.protobuf.Timestamp checked_at = 7;
+   */
+  checkedAt?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message corral.scheduler.v1.RuntimeInfo.
+ * Use `create(RuntimeInfoSchema)` to create a new message.
+ */
+export const RuntimeInfoSchema: GenMessage<RuntimeInfo> = /*@__PURE__*/
+  messageDesc(file_corral_scheduler_v1_run_service, 16);
+
+/**
  * Where a run stands.
  *
  * @generated from enum corral.scheduler.v1.RunStatus
@@ -721,6 +820,17 @@ export const RunService: GenService<{
     methodKind: "server_streaming";
     input: typeof WatchRunRequestSchema;
     output: typeof WatchRunResponseSchema;
+  },
+  /**
+   * Lists every runtime this version knows: whether this scheduler may launch runs on it,
+   * and the result of its preflight check, which is cached for a few seconds.
+   *
+   * @generated from rpc corral.scheduler.v1.RunService.ListRuntimes
+   */
+  listRuntimes: {
+    methodKind: "unary";
+    input: typeof ListRuntimesRequestSchema;
+    output: typeof ListRuntimesResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_corral_scheduler_v1_run_service, 0);
