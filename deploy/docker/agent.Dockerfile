@@ -24,6 +24,7 @@ COPY plumbing/package.json plumbing/
 COPY services/scheduler/package.json services/scheduler/
 COPY services/control-plane/package.json services/control-plane/
 COPY services/artifact/package.json services/artifact/
+COPY services/web/package.json services/web/
 COPY agent/package.json agent/
 COPY cli/package.json cli/
 COPY deploy/package.json deploy/
