@@ -170,6 +170,7 @@ describe("agent session against the control plane", () => {
     let replacement: ControlPlane | undefined;
     afterEach(async () => {
       await replacement?.close(0);
+      await database?.artifacts?.close(); // the fixture's own close is not used: its control plane is closed mid-test
       await database?.database.drop();
       replacement = database = undefined;
     });

@@ -46,7 +46,7 @@ describe("control plane: Attach", () => {
     assert.equal(welcome.leaseEpoch, 1n);
     assert.equal(welcome.assignment?.runId, run.runId);
     assert.equal(welcome.assignment?.spec?.baseRef, "v1.2");
-    assert.equal(welcome.assignment?.artifactServiceUrl, "http://127.0.0.1:8702");
+    assert.equal(welcome.assignment?.artifactServiceUrl, fx.artifacts?.url, "the artifact service the control plane was configured with");
     assert.equal(welcome.assignment?.limits?.maxEventPayloadBytes, 4096);
     assert.equal(welcome.assignment?.gitCredentials, undefined, "no git credentials are configured");
     const status = await fx.sql.one<{ status: string }>("select status from runs where id = ?", [run.runId]);
@@ -89,6 +89,23 @@ describe("control plane: Attach", () => {
     stream.event(2n, progress("two"));
     await stream.acked(2n);
     assert.deepEqual(await storedSequences(run.runId), [1, 2]);
+    stream.abort();
+  });
+
+  it("refuses an event whose time is outside the Timestamp range without closing the stream", async () => {
+    const { run, stream } = await attached(fx);
+    stream.send({ case: "event", value: { sequence: 1n, time: { seconds: 253_402_300_800n, nanos: 0 }, payload: progress("year 10000") } });
+    const late = await stream.next("error");
+    assert.equal(late.code, ProtocolErrorCode.MALFORMED_EVENT);
+    assert.equal(late.sequence, 1n);
+    assert.match(late.message, /time outside 0001-01-01 to 9999-12-31/);
+    const mark = stream.received.length;
+    stream.send({ case: "event", value: { sequence: 1n, time: { seconds: 1n, nanos: -1 }, payload: progress("negative nanos") } });
+    assert.equal((await stream.next("error", mark)).code, ProtocolErrorCode.MALFORMED_EVENT);
+    stream.send({ case: "event", value: { sequence: 1n, time: { seconds: -62_135_596_800n, nanos: 0 }, payload: progress("year 1") } });
+    await stream.acked(1n);
+    const row = await fx.sql.one<{ occurred_at: string }>("select occurred_at::text from events where run_id = ?", [run.runId]);
+    assert.match(row!.occurred_at, /^0001-01-01 00:00:00/);
     stream.abort();
   });
 

@@ -1,19 +1,29 @@
 import assert from "node:assert/strict";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
-import { RunEventSchema } from "@corral/contract/corral/common/v1/run_event_pb.ts";
+import { timestampFromMs } from "@bufbuild/protobuf/wkt";
+import { Phase, RunEventSchema, type RunEvent } from "@corral/contract/corral/common/v1/run_event_pb.ts";
 import { createPgPool, type PgPool } from "@corral/plumbing/db/pg-pool.ts";
-import { createAttemptStore, LeaseLostError, type AttemptRecord, type AttemptStore, type StoredEvent } from "@corral/control-plane/attach/attempt-store.ts";
+import { createAttemptStore, LeaseLostError, type AttemptRecord, type AttemptStore } from "@corral/control-plane/attach/attempt-store.ts";
+import { createEventColumns } from "@corral/control-plane/attach/event-columns.ts";
 import { seedLaunchedRun } from "../support/seed-run.ts";
 import { startControlPlaneFixture, type ControlPlaneFixture } from "../support/control-plane.ts";
 
 const LEASE_MS = 30_000;
 
-function events(from: number, to: number, text = "e"): StoredEvent[] {
-  return Array.from({ length: to - from + 1 }, (_, i) => {
-    const sequence = BigInt(from + i);
-    const payload = toBinary(RunEventSchema, create(RunEventSchema, { sequence, payload: { case: "progress", value: { message: `${text}${sequence}` } } }));
-    return { sequence, type: "run.progress", occurredAt: new Date(Date.UTC(2026, 10, 29, 12, 0, 0, from + i)), payload };
-  });
+/** A batch of run.progress events from..to, as the session builds it, and the events in it. */
+function events(from: number, to: number, text = "e") {
+  const batch = createEventColumns();
+  const sent: RunEvent[] = [];
+  for (let i = from; i <= to; i++) {
+    const event = create(RunEventSchema, {
+      sequence: BigInt(i),
+      time: timestampFromMs(Date.UTC(2026, 10, 29, 12, 0, 0, i)),
+      payload: { case: "progress", value: { message: `${text}${i}` } },
+    });
+    batch.add(event, toBinary(RunEventSchema, event));
+    sent.push(event);
+  }
+  return Object.assign(batch, { sent });
 }
 
 /** The attempt store on its own: the write path's fencing and atomicity, below any stream. */
@@ -45,14 +55,14 @@ describe("control plane: attempt store", () => {
   it("stores a batch column for column: sequence, type, time to the millisecond and the event's bytes", async () => {
     const { record, epoch } = await leased();
     const batch = events(1, 300);
-    await store.storeEvents(record, epoch, LEASE_MS, batch, {});
+    await store.storeEvents(record, epoch, LEASE_MS, batch);
     const rows = await stored(record.runId);
     assert.equal(rows.length, 300);
     rows.forEach((row, i) => {
       assert.equal(row.sequence, String(i + 1));
       assert.equal(row.type, "run.progress");
-      assert.equal(new Date(row.occurred_at).toISOString(), batch[i]!.occurredAt.toISOString());
-      assert.deepEqual(new Uint8Array(row.payload), batch[i]!.payload);
+      assert.equal(new Date(row.occurred_at).toISOString(), new Date(Date.UTC(2026, 10, 29, 12, 0, 0, i + 1)).toISOString());
+      assert.deepEqual(new Uint8Array(row.payload), toBinary(RunEventSchema, batch.sent[i]!));
     });
     const last = fromBinary(RunEventSchema, rows[299]!.payload);
     assert.equal(last.payload.case === "progress" && last.payload.value.message, "e300");
@@ -60,21 +70,24 @@ describe("control plane: attempt store", () => {
 
   it("refuses the write of a superseded epoch and stores none of its batch", async () => {
     const { record, epoch: old } = await leased();
-    await store.storeEvents(record, old, LEASE_MS, events(1, 5), {});
+    await store.storeEvents(record, old, LEASE_MS, events(1, 5));
     const { epoch: current } = await store.takeLease(record, LEASE_MS);
     assert.equal(current, old + 1n);
-    await assert.rejects(store.storeEvents(record, old, LEASE_MS, events(6, 5000, "stale"), { phase: "agent" }), LeaseLostError);
+    const stale = events(6, 5000, "stale");
+    const phase = create(RunEventSchema, { sequence: 5001n, time: timestampFromMs(0), payload: { case: "phaseChanged", value: { phase: Phase.AGENT } } });
+    stale.add(phase, toBinary(RunEventSchema, phase));
+    await assert.rejects(store.storeEvents(record, old, LEASE_MS, stale), LeaseLostError);
     assert.equal((await stored(record.runId)).length, 5, "nothing of the stale batch is stored");
     const run = await fx.sql.one<{ phase: string | null }>("select phase from runs where id = ?", [record.runId]);
     assert.notEqual(run?.phase, "agent", "nor its progress");
-    await store.storeEvents(record, current, LEASE_MS, events(6, 10, "fresh"), {});
+    await store.storeEvents(record, current, LEASE_MS, events(6, 10, "fresh"));
     assert.equal((await stored(record.runId)).length, 10);
   });
 
   it("fails a batch holding an already stored sequence as a whole (the unique key is the backstop)", async () => {
     const { record, epoch } = await leased();
-    await store.storeEvents(record, epoch, LEASE_MS, events(1, 10), {});
-    await assert.rejects(store.storeEvents(record, epoch, LEASE_MS, events(8, 20, "again"), {}), /events_run_id_attempt_sequence_unique/);
+    await store.storeEvents(record, epoch, LEASE_MS, events(1, 10));
+    await assert.rejects(store.storeEvents(record, epoch, LEASE_MS, events(8, 20, "again")), /events_run_id_attempt_sequence_unique/);
     const rows = await stored(record.runId);
     assert.deepEqual(rows.map((r) => Number(r.sequence)), Array.from({ length: 10 }, (_, i) => i + 1));
     const eight = fromBinary(RunEventSchema, rows[7]!.payload);
@@ -83,7 +96,7 @@ describe("control plane: attempt store", () => {
 
   it("resumes a new lease after the highest stored sequence", async () => {
     const { record, epoch } = await leased();
-    await store.storeEvents(record, epoch, LEASE_MS, events(1, 1234), {});
+    await store.storeEvents(record, epoch, LEASE_MS, events(1, 1234));
     assert.equal((await store.takeLease(record, LEASE_MS)).ackedSequence, 1234n);
   });
 });

@@ -1,6 +1,6 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import { fromJson, toBinary, type MessageInitShape } from "@bufbuild/protobuf";
-import { durationFromMs, timestampDate, timestampFromDate, timestampNow } from "@bufbuild/protobuf/wkt";
+import { durationFromMs, timestampFromDate, timestampNow, type Timestamp } from "@bufbuild/protobuf/wkt";
 import {
   AttachResponseSchema,
   CompletionOutcome,
@@ -9,18 +9,17 @@ import {
   type Complete,
   type Hello,
 } from "@corral/contract/corral/runner/v1/runner_service_pb.ts";
-import { Phase, RunEventSchema, type RunEvent } from "@corral/contract/corral/common/v1/run_event_pb.ts";
+import { RunEventSchema, type RunEvent } from "@corral/contract/corral/common/v1/run_event_pb.ts";
 import { ArtifactState, CompletionStatus, RunSpecSchema } from "@corral/contract/corral/common/v1/run_spec_pb.ts";
 import { CompletionConflictReason, LeaseSupersededSchema, LimitExceededSchema } from "@corral/contract/corral/common/v1/error_details_pb.ts";
 import { createAsyncQueue } from "@corral/plumbing/async-queue.ts";
-import { enumNames } from "@corral/plumbing/enum-names.ts";
 import { credentialMatches, looksLikeCredential } from "@corral/plumbing/credentials.ts";
 import { aborted, detail, failedPrecondition, invalidArgument, resourceExhausted, unauthenticated } from "@corral/plumbing/errors.ts";
 import type { Logger } from "@corral/plumbing/logger.ts";
 import type { ControlPlaneConfig } from "../config.ts";
-import { LeaseLostError, type AttemptRecord, type AttemptStore, type RunProgress, type StoredEvent } from "./attempt-store.ts";
+import { LeaseLostError, type AttemptRecord, type AttemptStore } from "./attempt-store.ts";
 import { encodeEvents } from "./encode-events.ts";
-import { EVENT_TYPES } from "./event-types.ts";
+import { createEventColumns, type EventColumns } from "./event-columns.ts";
 import { createGroupCommit } from "./group-commit.ts";
 import { negotiateVersion } from "./negotiate-version.ts";
 import type { SessionRegistry } from "./session-registry.ts";
@@ -84,10 +83,11 @@ export function createAttachSession(deps: AttachDeps, signal: AbortSignal) {
     unregister = undefined;
   };
 
-  const batcher = createGroupCommit<StoredEvent & { event: RunEvent }>({
-    write: async (batch) => {
-      await store.storeEvents(record!, epoch, config.CORRAL_LEASE_DURATION, batch, progressOf(batch.map((b) => b.event)));
-      stored = batch.at(-1)!.sequence;
+  const batcher = createGroupCommit({
+    newBatch: () => createEventColumns(),
+    write: async (batch: EventColumns) => {
+      await store.storeEvents(record!, epoch, config.CORRAL_LEASE_DURATION, batch);
+      stored = batch.last;
       out.push({ message: { case: "ack", value: { sequence: stored } } });
     },
     onError: (error) => {
@@ -208,18 +208,16 @@ export function createAttachSession(deps: AttachDeps, signal: AbortSignal) {
       out.push(protocolError(ProtocolErrorCode.MALFORMED_EVENT, `event ${sequence} has no ${event.time ? "payload" : "time"}`, sequence));
       return;
     }
+    if (!validTimestamp(event.time)) {
+      out.push(protocolError(ProtocolErrorCode.MALFORMED_EVENT, `event ${sequence} has a time outside 0001-01-01 to 9999-12-31`, sequence));
+      return;
+    }
     if (sequence !== accepted + 1n) {
       out.push(protocolError(ProtocolErrorCode.OUT_OF_ORDER, `expected event ${accepted + 1n}, got ${sequence}; resend from the ack`, sequence));
       return;
     }
     accepted = sequence;
-    batcher.add({
-      sequence,
-      type: EVENT_TYPES[event.payload.case],
-      occurredAt: timestampDate(event.time),
-      payload: encoded,
-      event,
-    });
+    batcher.batch().add(event, encoded);
   }
 
   async function onComplete(complete: Complete): Promise<void> {
@@ -328,16 +326,10 @@ function protocolError(code: ProtocolErrorCode, message: string, sequence: bigin
   return { message: { case: "error", value: { code, message, sequence } } };
 }
 
-const PHASE_NAMES = enumNames<Phase>(Phase);
+// google.protobuf.Timestamp's documented range, 0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999999999Z.
+const MIN_SECONDS = -62_135_596_800n;
+const MAX_SECONDS = 253_402_300_799n;
 
-/** The run's phase and current step after a batch of events, for GetRun and listings. */
-function progressOf(events: RunEvent[]): RunProgress {
-  const progress: RunProgress = {};
-  for (const event of events) {
-    const payload = event.payload;
-    if (payload.case === "phaseChanged") progress.phase = PHASE_NAMES.name(payload.value.phase);
-    else if (payload.case === "stepStarted") progress.currentStep = payload.value.name;
-    else if (payload.case === "stepFinished") progress.currentStep = null;
-  }
-  return progress;
+function validTimestamp(time: Timestamp): boolean {
+  return time.seconds >= MIN_SECONDS && time.seconds <= MAX_SECONDS && time.nanos >= 0 && time.nanos <= 999_999_999;
 }

@@ -1,7 +1,7 @@
 import type { Orm } from "@corral/plumbing/db/orm.ts";
 import { createSql, type Transaction } from "@corral/plumbing/db/sql.ts";
 import type { PgPool } from "@corral/plumbing/db/pg-pool.ts";
-import { byteaArray, int8Array, textArray, timestamptzArray } from "./pg-binary-arrays.ts";
+import type { EventColumns } from "./event-columns.ts";
 
 /** What the control plane needs about an attempt when its agent says hello. */
 export interface AttemptRecord {
@@ -18,14 +18,6 @@ export interface AttemptRecord {
   cancelReason: string | null;
   cancelGraceMs: number | null;
   createdAt: Date;
-}
-
-export interface StoredEvent {
-  sequence: bigint;
-  type: string;
-  occurredAt: Date;
-  /** The RunEvent, protobuf binary. */
-  payload: Uint8Array;
 }
 
 export interface RunProgress {
@@ -141,10 +133,12 @@ export function createAttemptStore(orm: Orm, pool: PgPool) {
      * and wake its watchers. Replays never get here (the session drops sequences it already
      * took), so the insert needs no ON CONFLICT, which costs a speculative insertion per row;
      * the unique key stays the backstop: a duplicate fails the batch, the stream ends and the
-     * agent resumes from what is stored. The columns go as binary arrays (see pg-binary-arrays).
+     * agent resumes from what is stored. The columns arrive as binary arrays (see event-columns).
      */
-    async storeEvents(record: AttemptRecord, epoch: bigint, leaseMs: number, events: StoredEvent[], progress: RunProgress): Promise<void> {
+    async storeEvents(record: AttemptRecord, epoch: bigint, leaseMs: number, batch: EventColumns): Promise<void> {
+      const { progress } = batch;
       const trackProgress = progress.phase !== undefined || progress.currentStep !== undefined;
+      const columns = batch.columns();
       const result = await pool.query<{ leased: string }>({
         // Named: PostgreSQL parses and plans it once per connection.
         name: "corral_store_events",
@@ -165,10 +159,7 @@ export function createAttemptStore(orm: Orm, pool: PgPool) {
          select (select count(*) from lease) as leased, (select count(*) from woken) as woken`,
         values: [
           leaseMs, record.attemptId, epoch.toString(), record.runId, record.attempt,
-          int8Array(events.map((e) => e.sequence)),
-          textArray(events.map((e) => e.type)),
-          timestamptzArray(events.map((e) => e.occurredAt)),
-          byteaArray(events.map((e) => e.payload)),
+          columns.sequences, columns.types, columns.times, columns.payloads,
           progress.phase ?? null, progress.currentStep !== undefined, progress.currentStep ?? null, trackProgress,
         ],
       });
