@@ -61,6 +61,7 @@ function startAttemptArtifacts(settings: AttemptArtifactsSettings, context: Arti
   const status = (name: string, state: ArtifactUploadState, extra: { sizeBytes?: number; sha256?: string; message?: string } = {}) =>
     emit({ case: "artifactStatus", value: { name, state, sizeBytes: BigInt(extra.sizeBytes ?? 0), sha256: extra.sha256 ?? "", message: extra.message ?? "" } });
   const failed = (name: string, why: string) => {
+    log.warn({ name, why }, "artifact not stored");
     results.push({ name, stored: false, why });
     status(name, ArtifactUploadState.FAILED, { message: why });
   };
