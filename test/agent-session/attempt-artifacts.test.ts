@@ -6,6 +6,7 @@ import { setTimeout as delay } from "node:timers/promises";
 import { attemptArtifacts } from "../../agent/src/artifacts/attempt-artifacts.ts";
 import { outputOf, parseRunLog } from "../../agent/src/artifacts/run-log.ts";
 import { runAgent } from "../../agent/src/attempt/run-agent.ts";
+import { deadUrl } from "../support/artifact-service.ts";
 import { startControlPlaneFixture, type ControlPlaneFixture } from "../support/control-plane.ts";
 import { createFakePipeline, FAST_RECONNECT, seedAgentRun, storedEvents, testLogger, type StoredEvent } from "./support.ts";
 
@@ -100,5 +101,37 @@ describe("agent: the attempt's run log beside its log events", () => {
     assert.equal(status?.state, "ARTIFACT_UPLOAD_STATE_FAILED");
     assert.match(status?.message as string, /cannot write the run log's spool file: ENOENT/);
     assert.ok(events.some((e) => e.type === "run.warning" && e.payload.warning?.code === "artifact_upload_failed"));
+  });
+
+  it("a cancelled attempt gives its run log up within the cancel budget when the artifact service is down", async () => {
+    const down = await startControlPlaneFixture({ CORRAL_ARTIFACT_URL: await deadUrl() });
+    try {
+      const run = await seedAgentRun(down.sql);
+      const pipeline = createFakePipeline(async (options) => {
+        options.observer.output({ step: "agent", stream: "stdout", data: Buffer.from("partial work\n") });
+        return { status: "cancelled", reason: "cancelled during step \"agent\"" };
+      });
+      const started = performance.now();
+      const exit = await runAgent({
+        controlPlaneUrl: down.url,
+        runId: run.runId,
+        attempt: 1,
+        credential: run.token,
+        agentVersion: "0.0.0-test",
+        workDir,
+        logger: testLogger(),
+        reconnect: FAST_RECONNECT,
+        pipeline,
+        artifacts: attemptArtifacts({ credential: run.token, flushIntervalMs: 100, uploadBudgetMs: 30_000, cancelBudgetMs: 500 }),
+      });
+      const tookMs = performance.now() - started;
+      assert.equal(exit.exitCode, 0, exit.message);
+      assert.equal(exit.outcome?.status, "cancelled");
+      assert.ok(tookMs < 3000, `completed ${Math.round(tookMs)} ms after the pipeline ended, not after the 30 s upload budget`);
+      const rows = await down.sql.all<{ artifact_state: string }>("select artifact_state from completions where run_id = ?", [run.runId]);
+      assert.equal(rows[0]?.artifact_state, "failed");
+    } finally {
+      await down.close();
+    }
   });
 });
