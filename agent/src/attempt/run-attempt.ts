@@ -45,7 +45,8 @@ export interface AttemptOutcome {
 
 /**
  * One attempt, from assignment to acknowledged completion: run.started, then the pipeline with
- * its observer turned into events, then run.completion_attempted and Complete. A pushed
+ * its observer turned into events and the progressive run log, then (phase uploading) the
+ * artifacts, then run.completion_attempted and Complete with their artifact state. A pushed
  * cancel is acknowledged with run.cancellation_observed and aborts the pipeline with the
  * cancel's grace; losing the session for good aborts it too, since nobody could be told.
  * Rejects only with the session's SessionFailure.
