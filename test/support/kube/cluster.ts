@@ -211,10 +211,11 @@ export async function startKubeCluster(): Promise<KubeCluster> {
     for (let attempt = 1; ; attempt++) {
       const ports: number[] = [];
       while (ports.length < count) ports.push(await freePort());
+      const started = processes.length;
       try {
         return await start(ports);
       } catch (error) {
-        const p = processes.at(-1);
+        const p = processes.length > started ? processes.at(-1) : undefined;
         const portTaken = p !== undefined && (await p.tail(200)).includes("address already in use");
         if (!portTaken || attempt === PORT_ATTEMPTS) throw error;
         await p.stop();
