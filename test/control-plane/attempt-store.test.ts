@@ -64,6 +64,13 @@ describe("control plane: attempt store", () => {
       assert.equal(new Date(row.occurred_at).toISOString(), new Date(Date.UTC(2026, 10, 29, 12, 0, 0, i + 1)).toISOString());
       assert.deepEqual(new Uint8Array(row.payload), toBinary(RunEventSchema, batch.sent[i]!));
     });
+    // PostgreSQL 17 reads the version of a UUIDv7 but not yet its time: the first 48 bits.
+    const ids = await fx.sql.all<{ version: number; ms: string }>(
+      "select uuid_extract_version(id) as version, ('x' || left(replace(id::text, '-', ''), 12))::bit(48)::bigint as ms from events where run_id = ?",
+      [record.runId],
+    );
+    assert.deepEqual([...new Set(ids.map((r) => r.version))], [7], "time-ordered ids");
+    assert.ok(ids.every((r) => Math.abs(Number(r.ms) - Date.now()) < 60_000), "stamped with the time of the write");
     const last = fromBinary(RunEventSchema, rows[299]!.payload);
     assert.equal(last.payload.case === "progress" && last.payload.value.message, "e300");
   });

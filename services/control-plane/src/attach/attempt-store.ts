@@ -133,7 +133,8 @@ export function createAttemptStore(orm: Orm, pool: PgPool) {
      * and wake its watchers. Replays never get here (the session drops sequences it already
      * took), so the insert needs no ON CONFLICT, which costs a speculative insertion per row;
      * the unique key stays the backstop: a duplicate fails the batch, the stream ends and the
-     * agent resumes from what is stored. The columns arrive as binary arrays (see event-columns).
+     * agent resumes from what is stored. The columns arrive as binary arrays (see event-columns),
+     * with time-ordered ids.
      */
     async storeEvents(record: AttemptRecord, epoch: bigint, leaseMs: number, batch: EventColumns): Promise<void> {
       const { progress } = batch;
@@ -146,9 +147,9 @@ export function createAttemptStore(orm: Orm, pool: PgPool) {
            update attempts set lease_expires_at = now() + ($1 * interval '1 millisecond'), first_event_at = coalesce(first_event_at, now())
             where id = $2 and lease_epoch = $3 returning id
          ), stored as (
-           insert into events (run_id, attempt, sequence, type, occurred_at, payload)
-           select $4, $5, x.sequence, x.type, x.occurred_at, x.payload
-             from unnest($6::bigint[], $7::text[], $8::timestamptz[], $9::bytea[]) as x(sequence, type, occurred_at, payload)
+           insert into events (id, run_id, attempt, sequence, type, occurred_at, payload)
+           select x.id, $4, $5, x.sequence, x.type, x.occurred_at, x.payload
+             from unnest($14::uuid[], $6::bigint[], $7::text[], $8::timestamptz[], $9::bytea[]) as x(id, sequence, type, occurred_at, payload)
             where exists (select 1 from lease)
          ), progressed as (
            update runs set phase = coalesce($10, phase), current_step = case when $11 then $12 else current_step end, updated_at = now()
@@ -161,6 +162,7 @@ export function createAttemptStore(orm: Orm, pool: PgPool) {
           leaseMs, record.attemptId, epoch.toString(), record.runId, record.attempt,
           columns.sequences, columns.types, columns.times, columns.payloads,
           progress.phase ?? null, progress.currentStep !== undefined, progress.currentStep ?? null, trackProgress,
+          columns.ids,
         ],
       });
       if (Number(result.rows[0]!.leased) === 0) throw new LeaseLostError();

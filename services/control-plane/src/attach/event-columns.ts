@@ -4,6 +4,7 @@ import { enumNames } from "@corral/plumbing/enum-names.ts";
 import type { RunProgress } from "./attempt-store.ts";
 import { EVENT_TYPES } from "./event-types.ts";
 import { createBinaryArray, PG_OID } from "./pg-binary-arrays.ts";
+import { uuidV7s } from "./uuid-v7.ts";
 
 const PHASE_NAMES = enumNames<Phase>(Phase);
 const TYPE_BYTES = Object.fromEntries(Object.entries(EVENT_TYPES).map(([kind, type]) => [kind, Buffer.from(type)])) as Record<keyof typeof EVENT_TYPES, Buffer>;
@@ -14,7 +15,7 @@ export const MAX_BATCH_BYTES = 8 * 1024 * 1024;
 
 /**
  * A batch of accepted events, kept as the columns its write binds: sequence, type, time and
- * the event's protobuf binary, each appended to a PostgreSQL binary array as the event is
+ * the event's protobuf binary (and an id per row, made when the batch is written), each appended to a PostgreSQL binary array as the event is
  * accepted. Nothing per event outlives `add`, so the decoded messages die young however long
  * the batch waits for the write before it. Also the run's phase and current step after it.
  */
@@ -60,9 +61,16 @@ export function createEventColumns(limits: { events?: number; bytes?: number } =
       else if (payload.case === "stepStarted") progress.currentStep = payload.value.name;
       else if (payload.case === "stepFinished") progress.currentStep = null;
     },
-    /** The four arrays, ready to bind as bigint[], text[], timestamptz[] and bytea[]. */
-    columns(): { sequences: Buffer; types: Buffer; times: Buffer; payloads: Buffer } {
-      return { sequences: sequences.finish(), types: types.finish(), times: times.finish(), payloads: payloads.finish() };
+    /**
+     * The arrays, ready to bind as uuid[], bigint[], text[], timestamptz[] and bytea[]. The ids
+     * are made here, time-ordered (see uuid-v7), rather than by the column's default.
+     */
+    columns(): { ids: Buffer; sequences: Buffer; types: Buffer; times: Buffer; payloads: Buffer } {
+      const count = sequences.count;
+      const ids = createBinaryArray(PG_OID.uuid, count * 20 + 20);
+      const fresh = uuidV7s(count);
+      for (let at = 0; at < fresh.length; at += 16) ids.bytes(fresh.subarray(at, at + 16));
+      return { ids: ids.finish(), sequences: sequences.finish(), types: types.finish(), times: times.finish(), payloads: payloads.finish() };
     },
   };
 }

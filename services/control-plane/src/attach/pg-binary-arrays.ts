@@ -10,7 +10,7 @@
  * bound, then per element its byte length and bytes. No element is ever null here.
  */
 
-export const PG_OID = { int8: 20, text: 25, bytea: 17, timestamptz: 1184 } as const;
+export const PG_OID = { int8: 20, text: 25, bytea: 17, timestamptz: 1184, uuid: 2950 } as const;
 
 const HEADER = 20;
 /** 2000-01-01T00:00:00Z, PostgreSQL's timestamp epoch, in Unix milliseconds. */
@@ -59,7 +59,7 @@ export function createBinaryArray(oid: number, initialBytes = 4096) {
       if (Number.isSafeInteger(n)) int64(n, at);
       else buffer.writeBigInt64BE(value, at);
     },
-    /** Raw element bytes: bytea, or text already encoded as UTF-8. */
+    /** Raw element bytes: bytea, text already encoded as UTF-8, or a uuid's 16 bytes. */
     bytes(value: Uint8Array): void {
       const at = element(value.byteLength); // first: it may replace the buffer
       buffer.set(value, at);
