@@ -16,7 +16,8 @@ const PAYLOAD = "x".repeat(80);
  * streams, beside PostgreSQL's own COPY into a table shaped like `events` on the same database.
  * Each is measured after a warm-up through the same path (a fifth as many events or rows, not
  * counted): the figures are those of a control plane and agents that have been running a while,
- * not of their first second, when JIT compilation competes with them for the two cores.
+ * not of their first second, when JIT compilation competes with them for the two cores and the
+ * connection pool is still opening connections.
  */
 export async function benchIngest(options: { events: number; streams: number }): Promise<Figure[]> {
   const warmup = Math.ceil(options.events / 5);
@@ -25,7 +26,9 @@ export async function benchIngest(options: { events: number; streams: number }):
   try {
     await copyRowsPerSecond(fx.database.url, warmup);
     const copyRate = await copyRowsPerSecond(fx.database.url, options.events);
+    // Both shapes: the 50 streams also open the rest of the control plane's connection pool.
     await attachRate(fx, agents, 1, warmup);
+    await attachRate(fx, agents, options.streams, Math.ceil(warmup / options.streams));
     const oneStream = await attachRate(fx, agents, 1, options.events);
     const manyStreams = await attachRate(fx, agents, options.streams, Math.ceil(options.events / options.streams));
     const baseline = { name: "COPY rows/s", value: copyRate };
