@@ -92,6 +92,29 @@ describe("control plane: Attach", () => {
     stream.abort();
   });
 
+  it("stores a burst of more events than one write takes, in several writes, each acked after it is stored", async () => {
+    const run = await seedLaunchedRun(fx.sql);
+    const stream = openAttach(fx.url);
+    stream.hello(run.runId, 1, run.token, { protocolMax: 2 });
+    await stream.next("welcome");
+    for (let first = 1; first <= 12_000; first += 500) {
+      stream.send({
+        case: "eventBatch",
+        value: { events: Array.from({ length: 500 }, (_, i) => ({ sequence: BigInt(first + i), time: { seconds: 1n, nanos: 0 }, payload: progress(`${first + i}`) })) },
+      });
+    }
+    await stream.acked(12_000n, 30_000);
+    const acks = stream.received.flatMap((r) => (r.message.case === "ack" ? [r.message.value.sequence] : []));
+    assert.ok(acks.length >= 3, `12,000 events take at least three writes of at most 5,000 (acks: ${acks.join(", ")})`);
+    assert.deepEqual([...acks].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0)), acks, "acks only grow");
+    const stored = await fx.sql.one<{ n: string; max: string; distinct: string }>(
+      "select count(*) as n, max(sequence) as max, count(distinct sequence) as distinct from events where run_id = ?",
+      [run.runId],
+    );
+    assert.deepEqual(stored, { n: "12000", max: "12000", distinct: "12000" });
+    stream.abort();
+  });
+
   it("refuses an event whose time is outside the Timestamp range without closing the stream", async () => {
     const { run, stream } = await attached(fx);
     stream.send({ case: "event", value: { sequence: 1n, time: { seconds: 253_402_300_800n, nanos: 0 }, payload: progress("year 10000") } });
