@@ -11,8 +11,12 @@
 # Pinned to the Node release the repository pins as its `node` devDependency (package.json);
 # bump both together, and with service.Dockerfile.
 ARG NODE_VERSION=24.21.0
+# The image every stage starts from. Where no container registry can be reached,
+# deploy/docker/build-agent-image.sh builds a Debian root filesystem with the same Node, npm,
+# git, CA certificates and tini, imports it, and names it here (--build-arg BASE_IMAGE=...).
+ARG BASE_IMAGE=node:${NODE_VERSION}-bookworm-slim
 
-FROM node:${NODE_VERSION}-bookworm-slim AS base
+FROM ${BASE_IMAGE} AS base
 ENV NODE_ENV=production
 WORKDIR /app
 
@@ -30,17 +34,24 @@ COPY cli/package.json cli/
 COPY deploy/package.json deploy/
 # Production dependencies of the agent and the workspaces it links (plumbing, contract);
 # no root devDependencies (the `node` one would download a second Node), no embedded
-# PostgreSQL binaries (optional), no install scripts.
+# PostgreSQL binaries (optional), no install scripts. A registry behind a TLS-inspecting proxy
+# needs its CA: pass a bundle as the optional build secret "ca-certificates" (Node does not
+# read the system store by itself); it never enters a layer.
 RUN --mount=type=cache,id=corral-npm,target=/root/.npm \
-    npm ci --omit=dev --omit=optional --ignore-scripts --no-audit --no-fund --workspace=agent
+    --mount=type=secret,id=ca-certificates,required=false \
+    if [ -s /run/secrets/ca-certificates ]; then export NODE_EXTRA_CA_CERTS=/run/secrets/ca-certificates; fi \
+ && npm ci --omit=dev --omit=optional --ignore-scripts --no-audit --no-fund --workspace=agent
 
 FROM base AS agent
 # git (with CA certificates for https remotes, ssh for ssh remotes) for the checkout; tini as
 # PID 1, because the agent starts pipeline steps as child processes and something must
-# reap the orphans they leave and forward signals (SIGTERM drains the agent).
-RUN apt-get update \
- && apt-get install --yes --no-install-recommends ca-certificates git openssh-client tini \
- && rm -rf /var/lib/apt/lists/* \
+# reap the orphans they leave and forward signals (SIGTERM drains the agent). A base that
+# already has them (build-agent-image.sh's, which has no package source to reach) skips apt.
+RUN if ! { [ -x /usr/bin/tini ] && command -v git && command -v ssh && [ -s /etc/ssl/certs/ca-certificates.crt ]; } >/dev/null; then \
+      apt-get update \
+   && apt-get install --yes --no-install-recommends ca-certificates git openssh-client tini \
+   && rm -rf /var/lib/apt/lists/*; \
+    fi \
  && groupadd --system --gid 10001 corral \
  && useradd --system --uid 10001 --gid corral --create-home --home-dir /home/corral --shell /usr/sbin/nologin corral \
  && install --directory --owner=10001 --group=10001 --mode=0750 /workspace \

@@ -62,6 +62,20 @@ export function parseDockerfile(text: string): Dockerfile {
   return { globalArgs, stages };
 }
 
+/**
+ * A FROM argument with the ARGs declared before the first FROM replaced by their defaults
+ * (`${NAME}` and `$NAME`), as BuildKit expands them when no --build-arg overrides one.
+ */
+export function expandGlobalArgs(dockerfile: Dockerfile, text: string): string {
+  let expanded = text;
+  for (let round = 0; round < 10; round++) {
+    const next = expanded.replace(/\$\{(\w+)\}|\$(\w+)/g, (match, braced: string | undefined, bare: string | undefined) => dockerfile.globalArgs.get((braced ?? bare)!) ?? match);
+    if (next === expanded) return expanded;
+    expanded = next;
+  }
+  return expanded;
+}
+
 export function stageNamed(dockerfile: Dockerfile, name: string): Stage | undefined {
   return dockerfile.stages.find((s) => s.name === name.toLowerCase());
 }

@@ -77,6 +77,30 @@ export const schedulerConfig = {
   CORRAL_KUBERNETES_DEFAULT_CPU_MILLIS: positiveInt(1000),
   CORRAL_KUBERNETES_DEFAULT_MEMORY: byteSize("2GiB"),
   CORRAL_KUBERNETES_DEFAULT_DISK: byteSize("10GiB"),
+
+  // The docker runtime; read only when CORRAL_RUNTIMES names it.
+  /** The Docker Engine API (Docker, or podman's compatible service): unix:///path, tcp://host:port, https://host:port; unset: DOCKER_HOST, else unix:///var/run/docker.sock. */
+  CORRAL_DOCKER_HOST: z.string().min(1).optional(),
+  /** ca.pem, cert.pem and key.pem for an https:// engine; unset: DOCKER_CERT_PATH. */
+  CORRAL_DOCKER_CERT_PATH: z.string().optional(),
+  /** The runner agent's image, present on the engine (deploy/docker/build-agent-image.sh builds it without a registry). */
+  CORRAL_DOCKER_AGENT_IMAGE: z.string().min(1).default("corral-agent:latest"),
+  /** The network of agent containers: bridge, host, or a user-defined network. */
+  CORRAL_DOCKER_NETWORK: z.string().min(1).default("bridge"),
+  /** The control plane as agent containers reach it; unset: CORRAL_CONTROL_PLANE_URL. */
+  CORRAL_DOCKER_CONTROL_PLANE_URL: z.url().optional(),
+  /** uid:gid of the agent in its container (the image's non-root user). */
+  CORRAL_DOCKER_USER: z.string().regex(/^[A-Za-z0-9_.-]+(:[A-Za-z0-9_.-]+)?$/, "expected uid[:gid] or user[:group]").default("10001:10001"),
+  /** Resources of a run whose spec sets none. */
+  CORRAL_DOCKER_DEFAULT_CPU_MILLIS: positiveInt(1000),
+  CORRAL_DOCKER_DEFAULT_MEMORY: byteSize("2GiB"),
+  CORRAL_DOCKER_DEFAULT_PIDS: positiveInt(1024),
+  /** Size of the work dir (a tmpfs, so it counts against the memory limit) when the run spec sets no disk limit. */
+  CORRAL_DOCKER_WORK_DIR_SIZE: byteSize("1GiB"),
+  /** Size of the tmpfs at /tmp (the agent's HOME and TMPDIR). */
+  CORRAL_DOCKER_TMP_SIZE: byteSize("256MiB"),
+  /** Host directories bind-mounted into agent containers, SOURCE:TARGET[:ro|rw], comma-separated (file:// repositories, caches). */
+  CORRAL_DOCKER_MOUNTS: z.string().default(""),
 };
 
 export type SchedulerConfig = Readonly<z.infer<z.ZodObject<typeof schedulerConfig>>>;

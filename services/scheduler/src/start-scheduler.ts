@@ -13,6 +13,8 @@ import type { SchedulerDefaults } from "./runs/validated-submission.ts";
 import { createLocalRuntime } from "./runtime/local-runtime.ts";
 import type { RuntimeBackend } from "./runtime/runtime-backend.ts";
 import { createRuntimeStatus } from "./runtime/runtime-status.ts";
+import { createDockerRuntime } from "./runtime/docker/docker-runtime.ts";
+import { dockerSettings } from "./runtime/docker/docker-settings.ts";
 import { createKubernetesRuntime } from "./runtime/kubernetes/kubernetes-runtime.ts";
 import { kubernetesSettings } from "./runtime/kubernetes/kubernetes-settings.ts";
 
@@ -21,8 +23,6 @@ export interface Scheduler extends RunningService {
 }
 
 export async function startScheduler(config: SchedulerConfig, logger: Logger, options: { agentEnv?: Record<string, string> } = {}): Promise<Scheduler> {
-  const unavailable = config.CORRAL_RUNTIMES.filter((name) => name === "docker");
-  if (unavailable.length > 0) throw new Error(`CORRAL_RUNTIMES: runtime ${unavailable.join(", ")} is not available in this version; use local or kubernetes`);
   if (!config.CORRAL_RUNTIMES.includes(config.CORRAL_DEFAULT_RUNTIME)) {
     throw new Error(`CORRAL_DEFAULT_RUNTIME: ${config.CORRAL_DEFAULT_RUNTIME} is not among CORRAL_RUNTIMES (${config.CORRAL_RUNTIMES.join(", ")})`);
   }
@@ -76,6 +76,9 @@ export async function startScheduler(config: SchedulerConfig, logger: Logger, op
           warmAgents: config.CORRAL_LOCAL_WARM_AGENTS,
         }),
       );
+    }
+    if (config.CORRAL_RUNTIMES.includes("docker")) {
+      runtimes.set("docker", createDockerRuntime({ ...dockerSettings(config, { CORRAL_LOG_LEVEL: config.CORRAL_LOG_LEVEL }), logger }));
     }
     if (config.CORRAL_RUNTIMES.includes("kubernetes")) {
       runtimes.set("kubernetes", createKubernetesRuntime({ ...kubernetesSettings(config, { CORRAL_LOG_LEVEL: config.CORRAL_LOG_LEVEL }), logger }));

@@ -23,8 +23,8 @@ export interface ManagedProcess {
 const live = new Set<ChildProcess>();
 let exitHookInstalled = false;
 
-/** Starts a long-running binary with its output appended to logFile. */
-export async function startManagedProcess(name: string, argv: string[], logFile: string): Promise<ManagedProcess> {
+/** Starts a long-running binary with its output appended to logFile (and this process's environment, unless `env` is given). */
+export async function startManagedProcess(name: string, argv: string[], logFile: string, options: { env?: NodeJS.ProcessEnv } = {}): Promise<ManagedProcess> {
   if (!exitHookInstalled) {
     exitHookInstalled = true;
     // Only synchronous work is possible here.
@@ -36,7 +36,7 @@ export async function startManagedProcess(name: string, argv: string[], logFile:
   const log = openSync(logFile, "a", 0o600);
   let child: ChildProcess;
   try {
-    child = spawn(command!, args, { stdio: ["ignore", log, log] });
+    child = spawn(command!, args, { stdio: ["ignore", log, log], env: options.env });
   } finally {
     closeSync(log);
   }
