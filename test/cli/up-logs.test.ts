@@ -16,6 +16,7 @@ function startUp(home: string): { child: ChildProcess; output: () => string; rea
     CORRAL_SCHEDULER_LISTEN: "127.0.0.1:0",
     CORRAL_CONTROL_PLANE_LISTEN: "127.0.0.1:0",
     CORRAL_ARTIFACT_LISTEN: "127.0.0.1:0",
+    CORRAL_WEB_LISTEN: "127.0.0.1:0",
   };
   delete env.DATABASE_URL;
   delete env.CORRAL_ARTIFACT_SERVICE_TOKEN; // the point: up makes one

@@ -46,6 +46,7 @@ describe("corral up --runtime kubernetes", function () {
       CORRAL_SCHEDULER_LISTEN: "127.0.0.1:0",
       CORRAL_CONTROL_PLANE_LISTEN: "127.0.0.1:0",
       CORRAL_ARTIFACT_LISTEN: "127.0.0.1:0",
+      CORRAL_WEB_LISTEN: "127.0.0.1:0",
     };
     delete env.DATABASE_URL;
     const up = spawn(
@@ -92,7 +93,7 @@ describe("corral up --runtime kubernetes", function () {
         process.execPath,
         [CLI, "up", "--runtime", "kubernetes", "--kubeconfig", cluster.kubeconfigFile("restricted"), "--namespace", "corral-not-bound-here"],
         {
-          env: { ...process.env, CORRAL_HOME: home, CORRAL_SCHEDULER_LISTEN: "127.0.0.1:0", CORRAL_CONTROL_PLANE_LISTEN: "127.0.0.1:0", CORRAL_ARTIFACT_LISTEN: "127.0.0.1:0", DATABASE_URL: "" },
+          env: { ...process.env, CORRAL_HOME: home, CORRAL_SCHEDULER_LISTEN: "127.0.0.1:0", CORRAL_CONTROL_PLANE_LISTEN: "127.0.0.1:0", CORRAL_ARTIFACT_LISTEN: "127.0.0.1:0", CORRAL_WEB_LISTEN: "127.0.0.1:0", DATABASE_URL: "" },
           timeout: 120_000,
         },
         (_error, stdout, stderr) => resolve({ code: child.exitCode, output: stdout + stderr }),

@@ -22,6 +22,7 @@ function startUp(home: string): { child: ChildProcess; output: () => string; rea
     CORRAL_SCHEDULER_LISTEN: "127.0.0.1:0",
     CORRAL_CONTROL_PLANE_LISTEN: "127.0.0.1:0",
     CORRAL_ARTIFACT_LISTEN: "127.0.0.1:0",
+    CORRAL_WEB_LISTEN: "127.0.0.1:0",
   };
   delete env.DATABASE_URL; // the point is the embedded database
   const child = spawn(process.execPath, [CLI, "up"], { env, stdio: ["ignore", "pipe", "pipe"] });
@@ -32,7 +33,7 @@ function startUp(home: string): { child: ChildProcess; output: () => string; rea
     child.stdout!.on("data", () => {
       if (!text.includes("Press Ctrl-C to stop.")) return;
       const urls: Record<string, string> = {};
-      for (const [, name, url] of text.matchAll(/^ {2}(scheduler|control plane|artifact) +(http:\/\/\S+)$/gm)) urls[name!] = url!;
+      for (const [, name, url] of text.matchAll(/^ {2}(scheduler|control plane|artifact|dashboard) +(http:\/\/\S+)$/gm)) urls[name!] = url!;
       resolve(urls);
     });
     child.once("exit", (code) => reject(new Error(`corral up exited with ${code}:\n${text}`)));
@@ -50,10 +51,18 @@ describe("corral up", function () {
   });
   after(() => rmSync(home, { recursive: true, force: true }));
 
-  it("starts embedded PostgreSQL and the three services, serves health, and stops cleanly on Ctrl-C", async () => {
+  it("starts embedded PostgreSQL, the three services and the dashboard, serves health, and stops cleanly on Ctrl-C", async () => {
     const up = startUp(home);
-    const urls = await up.ready;
+    const { dashboard, ...urls } = await up.ready;
     assert.deepEqual(Object.keys(urls).sort(), ["artifact", "control plane", "scheduler"]);
+    // The dashboard: its page, and the scheduler's RunService through it in the Connect protocol over HTTP/1.1.
+    assert.ok(dashboard, `no dashboard URL printed:\n${up.output()}`);
+    const page = await fetch(dashboard);
+    assert.equal(page.status, 200);
+    assert.match(await page.text(), /<title>Corral<\/title>/);
+    const runtimes = await fetch(`${dashboard}/corral.scheduler.v1.RunService/ListRuntimes`, { method: "POST", headers: { "content-type": "application/json" }, body: "{}" });
+    assert.equal(runtimes.status, 200);
+    assert.equal(((await runtimes.json()) as { runtimes: { name: string; ok?: boolean }[] }).runtimes.find((r) => r.name === "local")?.ok, true);
     assert.match(up.output(), /postgres +embedded, data in .*\/pg/);
     assert.match(up.output(), /database schema: applied \d+ migrations?/);
 

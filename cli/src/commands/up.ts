@@ -13,6 +13,7 @@ const LABELS: Record<string, string> = {
   scheduler: "scheduler     ",
   "control-plane": "control plane ",
   artifact: "artifact      ",
+  web: "dashboard     ",
 };
 
 /** `corral up`: the all-in-one dev stack in the foreground. Returns the exit code. */
@@ -40,7 +41,7 @@ export async function up(args: string[]): Promise<number> {
         "~/.kube/config) in --namespace (default corral-runs), with the agent image --agent-image; agent pods\n" +
         "must reach the control plane (CORRAL_KUBERNETES_CONTROL_PLANE_URL, default its local address).\n\n" +
         "Starts the all-in-one stack. Environment: CORRAL_HOME (default .corral), DATABASE_URL\n" +
-        "(default: an embedded PostgreSQL), CORRAL_SCHEDULER_LISTEN, CORRAL_CONTROL_PLANE_LISTEN,\nCORRAL_ARTIFACT_LISTEN, CORRAL_LOG_LEVEL, CORRAL_ARTIFACT_SERVICE_TOKEN (default: one kept in\nCORRAL_HOME/artifact-service-token, made on first start).\n",
+        "(default: an embedded PostgreSQL), CORRAL_SCHEDULER_LISTEN, CORRAL_CONTROL_PLANE_LISTEN,\nCORRAL_ARTIFACT_LISTEN, CORRAL_WEB_LISTEN (the dashboard), CORRAL_LOG_LEVEL, CORRAL_ARTIFACT_SERVICE_TOKEN\n(default: one kept in CORRAL_HOME/artifact-service-token, made on first start).\n",
     );
     return 0;
   }
@@ -89,7 +90,7 @@ export async function up(args: string[]): Promise<number> {
 
   say("");
   say("Corral is up.");
-  for (const name of ["scheduler", "control-plane", "artifact"]) {
+  for (const name of ["scheduler", "control-plane", "artifact", "web"]) {
     const service = stack.services.find((s) => s.name === name)!;
     say(`  ${LABELS[name]} ${service.url}`);
   }

@@ -47,6 +47,8 @@ const SERVICES = [
   { name: "artifact", entry: "@corral/artifact/main.ts", urlVariable: "CORRAL_ARTIFACT_URL" },
   { name: "control-plane", entry: "@corral/control-plane/main.ts", urlVariable: "CORRAL_CONTROL_PLANE_URL" },
   { name: "scheduler", entry: "@corral/scheduler/main.ts", urlVariable: "CORRAL_SCHEDULER_URL" },
+  // Last: it forwards to the scheduler and the artifact service (with the stack's service token).
+  { name: "web", entry: "@corral/web/main.ts", urlVariable: "CORRAL_WEB_URL" },
 ];
 
 /**
