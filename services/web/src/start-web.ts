@@ -90,9 +90,12 @@ export async function startWeb(config: WebConfig, logger: Logger, options: { bun
         const closed = new Promise<void>((resolve) => server.close(() => resolve()));
         // Open WatchRun and log streams end UNAVAILABLE; the page resumes them elsewhere.
         shutdown.abort(new ConnectError("server is shutting down", Code.Unavailable));
+        // Keep-alive connections turn idle as their last response ends: close each as it does.
         server.closeIdleConnections();
+        const idle = setInterval(() => server.closeIdleConnections(), 50);
         const timer = setTimeout(() => server.closeAllConnections(), graceMs);
         await closed;
+        clearInterval(idle);
         clearTimeout(timer);
         logger.info("dashboard stopped");
       })();
