@@ -167,6 +167,9 @@ describe("kubernetes runtime against a real API server", function () {
     assert.equal((await events("CorralCancelRequested", stuck.runId)).length, 1);
     assert.equal((await events("CorralForceDeleted", stuck.runId)).length, 1);
     await waitFor(async () => (!(await jobExists(stuck.runId)) ? true : undefined), "the Job to go");
+    // Deleted with its pods: the frozen agent's process is gone too, not orphaned.
+    await waitFor(async () => ((await podsOf(stuck.runId)).length === 0 ? true : undefined), "the pod to go");
+    await waitFor(async () => (processGone(pid) ? true : undefined), "the agent process to be killed");
   });
 
   it("fails a run at once when its image cannot be pulled, with the reason", async () => {
@@ -205,7 +208,7 @@ describe("kubernetes runtime against a real API server", function () {
   it("fails a run whose Job someone else deleted", async () => {
     const { runId } = await submit(stack, { agent: { commandTemplate: "sleep 300", prompt: "p" } });
     await waitFor(async () => ((await stack.client.getRun({ runId })).run?.currentStep === "agent" ? true : undefined), "the agent step");
-    await batch().deleteNamespacedJob({ name: jobName(runId, 1), namespace: namespace.name, propagationPolicy: "Background" });
+    await batch().deleteNamespacedJob({ name: jobName(runId, 1), namespace: namespace.name, body: { propagationPolicy: "Background" } });
     const run = await finished(stack, runId);
     assert.equal(run.status, RunStatus.FAILED);
   });
@@ -257,7 +260,7 @@ describe("kubernetes runtime against a real API server", function () {
       );
       // A second launch of the same attempt (a retried launch) is a duplicate, not an error.
       assert.deepEqual(await backend.launch({ runId, attempt: 1, credential: "corral_att_x", controlPlaneUrl: "http://127.0.0.1:9", limits: {}, timeouts: { runMs: 60_000, graceMs: 1000 } }), handle);
-      await batch().deleteNamespacedJob({ name: jobName(runId, 1), namespace: namespace.name, propagationPolicy: "Background" });
+      await batch().deleteNamespacedJob({ name: jobName(runId, 1), namespace: namespace.name, body: { propagationPolicy: "Background" } });
       await waitFor(async () => (!(await secretExists(runId)) ? true : undefined), "the Secret to be garbage-collected");
     } finally {
       await backend.close();
@@ -307,6 +310,18 @@ describe("kubernetes runtime against a real API server", function () {
     });
     assert.match((await unreachable.preflight()).message, /API server at https:\/\/127\.0\.0\.1:9 is not reachable/);
   });
+
+  const podsOf = async (runId: string) =>
+    (await core().listNamespacedPod({ namespace: namespace.name, labelSelector: `corral.dev/run-id=${runId}` })).items;
+
+  function processGone(pid: number): boolean {
+    try {
+      process.kill(pid, 0);
+      return false;
+    } catch {
+      return true;
+    }
+  }
 
   /** The pid of the agent process the test node started for a run (its env names the run). */
   async function agentPid(runId: string): Promise<number> {

@@ -114,7 +114,8 @@ export function createKubernetesRuntime(options: KubernetesRuntimeOptions): Runt
   async function deleteJob(c: Clients, name: string, gracePeriodSeconds?: number): Promise<boolean> {
     try {
       // Background propagation: the pods go too. Without it they would be orphaned and run on.
-      await c.batch.deleteNamespacedJob({ name, namespace, propagationPolicy: "Background", gracePeriodSeconds });
+      // In the body: the apiserver ignores query options when a request has one.
+      await c.batch.deleteNamespacedJob({ name, namespace, body: { propagationPolicy: "Background", gracePeriodSeconds } });
       return true;
     } catch (error) {
       if (isNotFound(error)) return false;
