@@ -66,6 +66,8 @@ describe("the corral CLI", function () {
     assert.match(watched.stdout, /^status +cancelled$/m);
     const got = await corral("get", runId, "--json");
     assert.equal((JSON.parse(got.stdout) as { cancelReason: string }).cancelReason, "from the test");
+    // A cancelled attempt still finishes its run log: everything it had was stored.
+    assert.match((await corral("get", runId)).stdout, /^artifacts +complete$/m);
     const listed = await corral("ls", "--status", "cancelled");
     assert.match(listed.stdout, new RegExp(`^${runId} +cancelled +local`, "m"));
   });

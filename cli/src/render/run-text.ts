@@ -1,6 +1,7 @@
 import { enumNames } from "@corral/plumbing/enum-names.ts";
 import { timestampDate, type Timestamp } from "@bufbuild/protobuf/wkt";
 import { Phase, StepOutcome, type RunEvent } from "@corral/contract/corral/common/v1/run_event_pb.ts";
+import { ArtifactState } from "@corral/contract/corral/common/v1/run_spec_pb.ts";
 import { RunStatus, Runtime, type Run } from "@corral/contract/corral/scheduler/v1/run_service_pb.ts";
 
 const nameOf = (e: Record<string, string | number>, value: number) => enumNames<number>(e).name(value) ?? String(value);
@@ -36,6 +37,8 @@ export function runDetails(run: Run): string {
   if (run.finishedAt && run.createdAt) lines.push(`took       ${duration(timestampDate(run.finishedAt).getTime() - timestampDate(run.createdAt).getTime())}`);
   if (run.result?.branch) lines.push(`branch     ${run.result.branch}`, `commit     ${run.result.commitSha}`);
   if (run.result?.changedFiles.length) lines.push(`changed    ${run.result.changedFiles.join(", ")}`);
+  // Set once the agent has reported it: whether `corral artifacts` has everything.
+  if (run.artifactState) lines.push(`artifacts  ${nameOf(ArtifactState, run.artifactState).toLowerCase()}`);
   if (run.reason) lines.push(`reason     ${run.reason}`);
   return lines.join("\n");
 }
