@@ -26,6 +26,8 @@ export interface StackFixture {
   restartControlPlane(): Promise<void>;
   /** Stops the scheduler (its agents keep running), and starts a new one on the same port and database. */
   restartScheduler(): Promise<void>;
+  /** Another scheduler replica on the same database and control plane, on its own port; closed with the stack. */
+  startSchedulerReplica(): Promise<Scheduler>;
   close(): Promise<void>;
 }
 
@@ -73,7 +75,13 @@ export async function startStackFixture(env: Record<string, string> = {}, option
     });
   const agentEnv = options.agentEnv ?? {};
   let scheduler = await startScheduler(schedulerEnv("127.0.0.1:0"), logger(), { agentEnv });
+  const replicas: Scheduler[] = [];
   return {
+    async startSchedulerReplica() {
+      const replica = await startScheduler(schedulerEnv("127.0.0.1:0"), logger(), { agentEnv });
+      replicas.push(replica);
+      return replica;
+    },
     client: createClient(RunService, createGrpcTransport({ baseUrl: scheduler.server.url })),
     get sql() {
       return createSql(scheduler.database.orm);
@@ -108,6 +116,7 @@ export async function startStackFixture(env: Record<string, string> = {}, option
           // already gone
         }
       }
+      for (const replica of replicas) await replica.close(1000).catch(() => undefined);
       await scheduler.close(1000);
       await controlPlane.close(1000);
       await artifacts?.close();

@@ -1,6 +1,7 @@
 import { RunService } from "@corral/contract/corral/scheduler/v1/run_service_pb.ts";
 import { createPgListener } from "@corral/plumbing/db/pg-listener.ts";
 import { createSql } from "@corral/plumbing/db/sql.ts";
+import { createLeaderLock } from "@corral/plumbing/db/leader-lock.ts";
 import type { Logger } from "@corral/plumbing/logger.ts";
 import { startService, type RunningService } from "@corral/plumbing/start-service.ts";
 import type { SchedulerConfig } from "./config.ts";
@@ -18,8 +19,13 @@ import { dockerSettings } from "./runtime/docker/docker-settings.ts";
 import { createKubernetesRuntime } from "./runtime/kubernetes/kubernetes-runtime.ts";
 import { kubernetesSettings } from "./runtime/kubernetes/kubernetes-settings.ts";
 
+// The advisory lock whose holder is the reconciling scheduler ("corral reconciler").
+const RECONCILER_LOCK = 0x636f7265;
+
 export interface Scheduler extends RunningService {
   readonly runtimes: ReadonlyMap<string, RuntimeBackend>;
+  /** Whether this replica is the one reconciling runs now. */
+  isReconcilerLeader(): boolean;
 }
 
 export async function startScheduler(config: SchedulerConfig, logger: Logger, options: { agentEnv?: Record<string, string> } = {}): Promise<Scheduler> {
@@ -96,7 +102,10 @@ export async function startScheduler(config: SchedulerConfig, logger: Logger, op
     throw error;
   }
   const sql = createSql(service.database.orm);
+  // One reconciler among scheduler replicas; admission needs none (it locks per transaction).
+  const leaderLock = createLeaderLock({ url: config.DATABASE_URL, key: RECONCILER_LOCK, logger });
   const reconciler = createReconciler({
+    isLeader: leaderLock.isLeader,
     sql,
     runtimes,
     logger,
@@ -114,8 +123,14 @@ export async function startScheduler(config: SchedulerConfig, logger: Logger, op
     onLaunchFailed: (runId, attempt, reason) => reconciler.failLaunch(runId, attempt, reason),
   });
 
-  // Edge triggers make things fast; the periodic sweep makes them certain.
-  for (const backend of runtimes.values()) backend.onFact((runId) => void reconciler.reconcileRun(runId));
+  // Edge triggers make things fast; the periodic sweep makes them certain. A fact seen by a
+  // replica that does not lead is passed to the leader as a change of the run.
+  for (const backend of runtimes.values()) {
+    backend.onFact((runId) => {
+      if (leaderLock.isLeader()) void reconciler.reconcileRun(runId);
+      else void sql.run("select pg_notify('corral_run_changed', ?)", [runId]).catch((error: unknown) => logger.warn({ err: error, runId }, "could not pass a runtime fact on"));
+    });
+  }
   await listener.on("corral_run_queued", () => void dispatcher.kick());
   await listener.on("corral_completion", (runId) => void reconciler.reconcileRun(runId));
   // A cancel request, an attach: the run's evidence changed.
@@ -125,14 +140,18 @@ export async function startScheduler(config: SchedulerConfig, logger: Logger, op
     void dispatcher.kick();
   };
   const timer = setInterval(sweep, config.CORRAL_RECONCILE_INTERVAL);
+  // A new leader looks at everything at once rather than at the next tick.
+  leaderLock.onChange((leader) => leader && sweep());
   sweep();
 
   return {
     ...service,
     runtimes,
+    isReconcilerLeader: leaderLock.isLeader,
     async close(graceMs) {
       clearInterval(timer);
       reconciler.close();
+      await leaderLock.close();
       await service.close(graceMs);
       await listener.close();
       for (const backend of runtimes.values()) await backend.close();

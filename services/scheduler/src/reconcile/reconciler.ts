@@ -14,6 +14,11 @@ export interface ReconcilerOptions {
   defaultGraceMs: number;
   /** Called after a run became terminal (capacity freed). */
   onFinalized(runId: string): void;
+  /**
+   * Whether this replica reconciles now. With several schedulers one leads (an advisory lock)
+   * and the others leave runs alone, so that two never escalate or finalize the same run.
+   */
+  isLeader?: () => boolean;
 }
 
 interface ActiveAttempt {
@@ -194,6 +199,7 @@ export function createReconciler(options: ReconcilerOptions) {
 
   /** One pass over one run; concurrent requests for the same run coalesce into one more pass. */
   function reconcileRun(runId: string): Promise<void> {
+    if (options.isLeader && !options.isLeader()) return Promise.resolve();
     const current = inFlight.get(runId);
     if (current) {
       rerun.add(runId);
@@ -248,6 +254,7 @@ export function createReconciler(options: ReconcilerOptions) {
     },
     /** A pass over every unfinished run, then over sandboxes no unfinished attempt owns. */
     async sweep(): Promise<void> {
+      if (options.isLeader && !options.isLeader()) return;
       const rows = await load();
       await Promise.all([...new Set(rows.map((r) => r.run_id))].map(reconcileRun));
       await collectOrphans();
