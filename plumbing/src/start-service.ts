@@ -4,6 +4,9 @@ import { openDatabase, type Database } from "./db/open-database.ts";
 import type { Logger } from "./logger.ts";
 import { startServer, type RunningServer } from "./server/create-server.ts";
 import type { StartedService } from "./service-main.ts";
+import type { Telemetry } from "./telemetry/create-telemetry.ts";
+import { serveMetrics, type MetricsServer } from "./telemetry/serve-metrics.ts";
+import { createTracingInterceptor } from "./telemetry/tracing-interceptor.ts";
 
 export interface ServiceOptions {
   name: string;
@@ -14,11 +17,17 @@ export interface ServiceOptions {
   routes: (router: ConnectRouter, database: Database) => void;
   /** Largest message accepted, in bytes. */
   readMaxBytes?: number;
+  /** The service's tracer (a server span per call) and metrics; shut down with the service. */
+  telemetry?: Telemetry;
+  /** Where /metrics is served (HTTP/1.1); undefined: not served. */
+  metricsListen?: { host: string; port: number };
 }
 
 export interface RunningService extends StartedService {
   readonly server: RunningServer;
   readonly database: Database;
+  /** The Prometheus endpoint, when one is served. */
+  readonly metrics: MetricsServer | undefined;
 }
 
 /**
@@ -27,8 +36,10 @@ export interface RunningService extends StartedService {
  * so in-flight calls can still use the database.
  */
 export async function startService(options: ServiceOptions): Promise<RunningService> {
+  const { telemetry } = options;
   const database = await openDatabase({ url: options.databaseUrl, logger: options.logger });
   let server: RunningServer;
+  let metrics: MetricsServer | undefined;
   try {
     server = await startServer({
       name: options.name,
@@ -38,17 +49,33 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
       services: options.services,
       readMaxBytes: options.readMaxBytes,
       routes: (router) => options.routes(router, database),
+      interceptors: telemetry ? [createTracingInterceptor({ tracer: telemetry.tracer, enabled: telemetry.tracing, side: "server" })] : [],
     });
   } catch (error) {
     await database.close();
+    await telemetry?.shutdown();
     throw error;
+  }
+  try {
+    if (options.metricsListen && telemetry?.prometheus) {
+      metrics = await serveMetrics({ ...options.metricsListen, exporter: telemetry.prometheus, logger: options.logger });
+    }
+  } catch (error) {
+    await server.close(0);
+    await database.close();
+    await telemetry?.shutdown();
+    throw new Error(`cannot serve metrics on ${options.metricsListen!.host}:${options.metricsListen!.port}: ${(error as Error).message}`);
   }
   return {
     server,
     database,
+    metrics,
     async close(graceMs) {
       await server.close(graceMs);
+      await metrics?.close();
       await database.close();
+      // Last: the drain's own spans are exported too.
+      await telemetry?.shutdown();
     },
   };
 }

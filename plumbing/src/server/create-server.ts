@@ -19,6 +19,7 @@ export interface ServerOptions {
   /** The services the routes register; health and reflection report them. */
   services: DescService[];
   routes: (router: ConnectRouter) => void;
+  /** Around the error mapping, so they see the status a client gets (tracing). */
   interceptors?: Interceptor[];
   /** Largest message accepted, in bytes. */
   readMaxBytes?: number;
@@ -54,7 +55,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       health.register(router);
       registerReflection(router, files, [...serviceNames, "grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection"]);
     },
-    interceptors: [createErrorInterceptor(logger), ...(options.interceptors ?? [])],
+    interceptors: [...(options.interceptors ?? []), createErrorInterceptor(logger)],
     shutdownSignal: shutdown.signal,
     readMaxBytes: options.readMaxBytes ?? 4 * 1024 * 1024,
   });

@@ -42,6 +42,12 @@ export const Run = defineEntity({
     launchedAt: timestamp(),
     attachedAt: timestamp(),
     finishedAt: timestamp(),
+    /**
+     * W3C trace context (traceparent, tracestate) of the SubmitRun span: later work on the run in
+     * any process (admission, launch, attach, the agent, finalization) joins this trace.
+     */
+    traceParent: p.text().nullable(),
+    traceState: p.text().nullable(),
   },
   // The queue takes the oldest runs of a status; listings page by status and age.
   indexes: [{ properties: ["status", "createdAt"] }],
