@@ -38,7 +38,7 @@ describe("agent: the attempt's run log beside its log events", () => {
 
   it("keeps every byte in the run log when the event stream sheds output, and says so", async () => {
     const run = await seedAgentRun(fx.sql);
-    // 3000 lines of ~100 bytes against an outbox of 50 events: the live stream must shed.
+    // 3000 lines of ~100 bytes against an outbox of 50 events and no room to spill: the live stream must shed.
     const lines = Array.from({ length: 3000 }, (_, i) => `line ${String(i).padStart(5, "0")} ${"x".repeat(88)}\n`);
     const pipeline = createFakePipeline(async (options) => {
       options.observer.stepStarted({ name: "agent", kind: "agent", timeoutMs: 60_000 });
@@ -56,7 +56,7 @@ describe("agent: the attempt's run log beside its log events", () => {
       workDir,
       logger: testLogger(),
       reconnect: FAST_RECONNECT,
-      outbox: { maxEvents: 50 },
+      outbox: { maxEvents: 50, maxSpillBytes: 0 },
       pipeline,
       artifacts: artifactsFor(run.token),
     });

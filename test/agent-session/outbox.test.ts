@@ -1,4 +1,7 @@
 import assert from "node:assert/strict";
+import { mkdtemp, rm, stat } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { toBinary } from "@bufbuild/protobuf";
 import fc from "fast-check";
 import { LogStream, RunEventSchema, type RunEvent } from "@corral/contract/corral/common/v1/run_event_pb.ts";
@@ -131,6 +134,38 @@ describe("agent outbox", () => {
       assert.equal(last.payload.case === "warning" && last.payload.value.code, LOG_OUTPUT_DROPPED);
       outbox.reportDropped();
       assert.equal(outbox.takeNext(), undefined, "nothing more to report");
+    });
+
+    it("spills log output that does not fit in memory to its file, sends it in order, replays it, and sheds only when the file is full", async () => {
+      const dir = await mkdtemp(join(tmpdir(), "outbox-spill-"));
+      try {
+        const spillFile = join(dir, "outbox.spill");
+        const outbox = createOutbox({ chunkBytes: 4, maxEvents: 3, spillFile, maxSpillBytes: 400 });
+        for (let i = 0; i < 10; i++) outbox.appendLog({ step: "agent", stream: LogStream.STDOUT, data: bytes(`${i}${i}${i}${i}`) });
+        outbox.append(progress("kept"));
+        assert.equal(outbox.shedding, false);
+        assert.equal(outbox.size.events, 11);
+        assert.equal(outbox.spilled.events, 7, "three in memory, seven on disk");
+        assert.equal((await stat(spillFile)).mode & 0o777, 0o600);
+        const dataOf = (e: RunEvent) => (e.payload.case === "logChunk" ? new TextDecoder().decode(e.payload.value.data) : messageOf(e));
+        const expected = [...Array.from({ length: 10 }, (_, i) => `${i}`.repeat(4)), "kept"];
+        const first = takeAll(outbox);
+        assert.deepEqual(first.map(dataOf), expected);
+        assert.deepEqual(first.map((e) => e.sequence), expected.map((_, i) => BigInt(i + 1)));
+        outbox.ack(5n);
+        outbox.resume(5n); // a new stream replays the rest from the file
+        assert.deepEqual(takeAll(outbox).map(dataOf), expected.slice(5));
+        outbox.ack(11n);
+        assert.deepEqual(outbox.spilled, { events: 0, bytes: 0 });
+        assert.equal((await stat(spillFile)).size, 0, "the file starts over once everything spilled is stored");
+        // A full file sheds, and the loss is reported as before.
+        for (let i = 0; i < 40; i++) outbox.appendLog({ step: "agent", stream: LogStream.STDOUT, data: bytes("xxxx") });
+        assert.equal(outbox.shedding, true);
+        assert.ok((await stat(spillFile)).size <= 400);
+        outbox.close();
+      } finally {
+        await rm(dir, { recursive: true, force: true });
+      }
     });
   });
 

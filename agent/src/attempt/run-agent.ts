@@ -1,3 +1,4 @@
+import { join } from "node:path";
 import type { Interceptor } from "@connectrpc/connect";
 import { CompletionOutcome } from "@corral/contract/corral/runner/v1/runner_service_pb.ts";
 import type { Logger } from "@corral/plumbing/logger.ts";
@@ -60,7 +61,8 @@ export async function runAgent(options: RunAgentOptions): Promise<AgentExit> {
     agentVersion: options.agentVersion,
     logger: options.logger,
     reconnect: options.reconnect,
-    outbox: options.outbox,
+    // Output that does not fit in memory during a control-plane outage waits on disk, beside the workspace.
+    outbox: { spillFile: join(options.workDir, "outbox.spill"), ...options.outbox },
     welcomeTimeoutMs: options.welcomeTimeoutMs,
     interceptors: options.interceptors,
   });

@@ -1,4 +1,5 @@
-import { create, toBinary, type MessageInitShape } from "@bufbuild/protobuf";
+import { closeSync, ftruncateSync, openSync, readSync, writeSync } from "node:fs";
+import { create, fromBinary, toBinary, type MessageInitShape } from "@bufbuild/protobuf";
 import { timestampNow } from "@bufbuild/protobuf/wkt";
 import { RunEventSchema, type LogStream, type RunEvent } from "@corral/contract/corral/common/v1/run_event_pb.ts";
 
@@ -16,8 +17,15 @@ export interface OutboxOptions {
   chunkBytes: number;
   /** Unacknowledged events kept before log output is shed. */
   maxEvents?: number;
-  /** Serialized bytes of unacknowledged events kept before log output is shed. */
+  /** Serialized bytes of unacknowledged events kept in memory before log output spills (or is shed). */
   maxBytes?: number;
+  /**
+   * A file (created, 0600) for log output that does not fit in memory while the control plane
+   * cannot store it, read back as the events are sent. Unset: such output is shed.
+   */
+  spillFile?: string;
+  /** Largest size of the spill file; beyond it log output is shed. */
+  maxSpillBytes?: number;
 }
 
 /** Warning code of the run.warning that reports shed log output. */
@@ -35,8 +43,10 @@ export function logChunkBytes(maxEventPayloadBytes: number, maxMessageBytes = 0)
 }
 
 interface Entry {
-  event: RunEvent;
+  /** Undefined while the event is on disk, at `at` in the spill file. */
+  event: RunEvent | undefined;
   bytes: number;
+  at: number;
 }
 
 /**
@@ -49,7 +59,10 @@ interface Entry {
  *   dropped and never wait. There are a handful per pipeline step, so they cannot grow
  *   without bound, and making the pipeline wait for the network would turn a control-plane
  *   outage into a run failure.
- * - Log output is shed when the outbox holds `maxEvents` events or `maxBytes` bytes. The
+ * - Log output that does not fit in memory (`maxEvents` events or `maxBytes` bytes) goes to
+ *   the spill file, when there is one, up to `maxSpillBytes`: a control-plane outage of
+ *   minutes costs disk, not output. Spilled events are read back one by one when sent.
+ * - Log output is shed when memory and the spill file are full. The
  *   pipeline's observer is synchronous and a step's output pipes must keep flowing (a blocked
  *   pipe stalls or kills the step), so log producers cannot be made to wait either. Shedding
  *   lasts until the outbox has drained to half its bounds (hysteresis, so it does not flap
@@ -69,7 +82,13 @@ export function createOutbox(options: OutboxOptions) {
   let cursor = 0n; // highest sequence handed to the sender on the current stream
   let sentHigh = 0n; // highest sequence ever handed to a sender: it and everything before are frozen
   let last = 0n; // highest sequence assigned
-  let bytes = 0;
+  let bytes = 0; // in memory
+  let memoryEvents = 0;
+  let spilledEvents = 0;
+  let spilledBytes = 0;
+  const maxSpillBytes = options.maxSpillBytes ?? 1024 * 1024 * 1024;
+  let spillFd: number | undefined;
+  let spillEnd = 0; // where the next spilled event is written
   let shedding = false;
   const dropped = { chunks: 0, bytes: 0, steps: new Set<string>() };
 
@@ -81,15 +100,43 @@ export function createOutbox(options: OutboxOptions) {
     // which would otherwise leave a gap the control plane waits on for ever.
     const size = sizeOf(event);
     last = event.sequence;
-    entries.push({ event, bytes: size });
+    entries.push({ event, bytes: size, at: -1 });
     bytes += size;
+    memoryEvents += 1;
     return last;
+  }
+
+  /** Writes an event to the spill file and returns its entry (no event in memory). */
+  function writeSpill(event: RunEvent): Entry {
+    const encoded = toBinary(RunEventSchema, event);
+    spillFd ??= openSync(options.spillFile!, "w+", 0o600);
+    const at = spillEnd;
+    writeSync(spillFd, encoded, 0, encoded.byteLength, at);
+    spillEnd += encoded.byteLength;
+    spilledEvents += 1;
+    spilledBytes += encoded.byteLength;
+    return { event: undefined, bytes: encoded.byteLength, at };
+  }
+
+  function readSpill(entry: Entry): RunEvent {
+    const buffer = new Uint8Array(entry.bytes);
+    readSync(spillFd!, buffer, 0, entry.bytes, entry.at);
+    return fromBinary(RunEventSchema, buffer);
+  }
+
+  /** Appends log output to the spill file when it has room; false when it must be shed. */
+  function spill(step: string, stream: LogStream, piece: Uint8Array): boolean {
+    if (!options.spillFile || spillEnd + piece.length + 64 > maxSpillBytes) return false;
+    const event = create(RunEventSchema, { sequence: last + 1n, time: timestampNow(), payload: { case: "logChunk", value: { step, stream, data: piece } } });
+    entries.push(writeSpill(event));
+    last = event.sequence;
+    return true;
   }
 
   /** Tops up the last log.chunk with the start of `data` while it has never been sent; returns the bytes taken. */
   function topUp(step: string, stream: LogStream, data: Uint8Array): number {
     const tail = entries.at(-1);
-    if (!tail || tail.event.sequence <= sentHigh || tail.event.payload.case !== "logChunk") return 0;
+    if (!tail?.event || tail.event.sequence <= sentHigh || tail.event.payload.case !== "logChunk") return 0;
     const chunk = tail.event.payload.value;
     if (chunk.step !== step || chunk.stream !== stream) return 0;
     const taken = Math.min(chunkBytes - chunk.data.length, data.length, maxBytes - bytes);
@@ -120,12 +167,27 @@ export function createOutbox(options: OutboxOptions) {
     dropped.steps.clear();
   }
 
+  function forget(entry: Entry): void {
+    if (entry.event) {
+      bytes -= entry.bytes;
+      memoryEvents -= 1;
+    } else {
+      spilledBytes -= entry.bytes;
+      spilledEvents -= 1;
+    }
+  }
+
   function trimThrough(sequence: bigint): void {
     const count = Number(sequence - acked);
-    for (const entry of entries.splice(0, count)) bytes -= entry.bytes;
+    for (const entry of entries.splice(0, count)) forget(entry);
     acked = sequence;
     if (cursor < acked) cursor = acked;
-    if (shedding && entries.length <= maxEvents / 2 && bytes <= maxBytes / 2) {
+    if (spillFd !== undefined && spilledEvents === 0 && spillEnd > 0) {
+      // Everything spilled is stored: the file starts over rather than growing for ever.
+      ftruncateSync(spillFd, 0);
+      spillEnd = 0;
+    }
+    if (shedding && memoryEvents <= maxEvents / 2 && bytes <= maxBytes / 2 && spillEnd <= maxSpillBytes / 2) {
       shedding = false;
       reportDropped();
     }
@@ -140,7 +202,9 @@ export function createOutbox(options: OutboxOptions) {
       const { step, stream, data } = output;
       for (let offset = shedding ? 0 : topUp(step, stream, data); offset < data.length; offset += chunkBytes) {
         const piece = data.subarray(offset, offset + chunkBytes);
-        if (shedding || entries.length >= maxEvents || bytes + piece.length + 64 > maxBytes) {
+        if (shedding || memoryEvents >= maxEvents || bytes + piece.length + 64 > maxBytes) {
+          // A copy: the producer may reuse its buffer (the spill writes it out at once).
+          if (!shedding && spill(step, stream, piece)) continue;
           shedding = true;
           dropped.chunks += 1;
           dropped.bytes += piece.length;
@@ -166,7 +230,7 @@ export function createOutbox(options: OutboxOptions) {
       if (!entry) return undefined;
       cursor += 1n;
       if (cursor > sentHigh) sentHigh = cursor;
-      return entry.event;
+      return entry.event ?? readSpill(entry);
     },
 
     /** The control plane stored everything through `sequence`: forget it. */
@@ -183,6 +247,9 @@ export function createOutbox(options: OutboxOptions) {
     replace(sequence: bigint, payload: EventPayload): void {
       const entry = entries[Number(sequence - acked - 1n)];
       if (!entry || sequence <= acked) return;
+      forget(entry);
+      memoryEvents += 1;
+      bytes += entry.bytes;
       entry.event = create(RunEventSchema, { sequence, time: timestampNow(), payload } as MessageInitShape<typeof RunEventSchema>);
       const size = sizeOf(entry.event);
       bytes += size - entry.bytes;
@@ -203,7 +270,15 @@ export function createOutbox(options: OutboxOptions) {
         // the same attempt sent them. Number what is pending after them, so nothing new is
         // taken for a replay and dropped; none of it was ever sent under the new numbers.
         let next = stored;
-        for (const entry of entries) {
+        for (const [i, entry] of entries.entries()) {
+          if (!entry.event) {
+            // Rewritten at the spill file's end under its new number (the old bytes are dead).
+            const event = readSpill(entry);
+            event.sequence = ++next;
+            forget(entry);
+            entries[i] = writeSpill(event);
+            continue;
+          }
           entry.event.sequence = ++next;
           const size = sizeOf(entry.event);
           bytes += size - entry.bytes;
@@ -233,9 +308,18 @@ export function createOutbox(options: OutboxOptions) {
     get drained(): boolean {
       return acked === last;
     },
-    /** Unacknowledged events and their serialized bytes. */
+    /** Unacknowledged events and their serialized bytes, in memory and spilled. */
     get size(): { events: number; bytes: number } {
-      return { events: entries.length, bytes };
+      return { events: entries.length, bytes: bytes + spilledBytes };
+    },
+    /** Unacknowledged events and bytes in the spill file. */
+    get spilled(): { events: number; bytes: number } {
+      return { events: spilledEvents, bytes: spilledBytes };
+    },
+    /** Closes the spill file, if one was opened (the file itself stays with the work directory). */
+    close(): void {
+      if (spillFd !== undefined) closeSync(spillFd);
+      spillFd = undefined;
     },
     /** Whether log output is being shed. */
     get shedding(): boolean {
