@@ -21,7 +21,7 @@ import {
 } from "@corral/contract/corral/runner/v1/runner_service_pb.ts";
 import type { Logger } from "@corral/plumbing/logger.ts";
 import { createNotifier } from "./notifier.ts";
-import { createOutbox, logChunkBytes, type EventPayload, type LogOutput, type Outbox } from "./outbox.ts";
+import { createOutbox, logChunkBytes, type EventPayload, type LogOutput, type Outbox, type OutboxOptions } from "./outbox.ts";
 import { createPacer, type Pacer } from "./pacer.ts";
 import { SessionFailure } from "./session-failure.ts";
 
@@ -72,7 +72,7 @@ export interface AgentSessionOptions {
     giveUpAfterMs?: number;
   };
   /** Bounds of the outbox; see createOutbox. */
-  outbox?: { maxEvents?: number; maxBytes?: number };
+  outbox?: Omit<OutboxOptions, "chunkBytes">;
   /** Longest wait for a welcome after opening a stream before trying another. */
   welcomeTimeoutMs?: number;
   /** Client interceptors, such as tracing (and, in tests, counting attach calls). */
