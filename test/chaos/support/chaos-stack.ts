@@ -95,7 +95,7 @@ export async function settle(client: Client<typeof RunService>, runId: string, t
   for (;;) {
     const run = (await client.getRun({ runId }).catch(() => undefined))?.run;
     if (run && TERMINAL.includes(run.status)) return run;
-    if (Date.now() > deadline) throw new Error(`run ${runId} is not terminal after ${timeoutMs} ms (${run ? RunStatus[run.status] : "unreachable"})`);
+    if (Date.now() > deadline) throw new Error(`run ${runId} is not terminal after ${timeoutMs} ms (${run ? statusName(run.status) : "unreachable"})`);
     await new Promise((resolve) => setTimeout(resolve, 200));
   }
 }
