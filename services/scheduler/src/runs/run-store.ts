@@ -11,6 +11,8 @@ export interface NewRun {
   baseRef: string;
   spec: JsonValue;
   requestId: string | undefined;
+  /** The SubmitRun span's context, for the run's later spans. */
+  traceContext?: { traceparent: string; tracestate: string };
 }
 
 export interface RunFilter {
@@ -41,7 +43,8 @@ export function createRunStore(sql: Sql) {
   const get = async (runId: string, trx?: Transaction, lock = false): Promise<RunRow> => {
     // A malformed id cannot exist; answering NOT_FOUND keeps PostgreSQL's cast error away.
     const row = UUID.test(runId) ? await sql.one<RunRow>(`select * from runs where id = ?${lock ? " for update" : ""}`, [runId], trx) : undefined;
-    if (!row) throw notFound(`run ${runId} not found`);
+    // A malformed id is not echoed: it may be anything a client pasted, a credential included.
+    if (!row) throw notFound(UUID.test(runId) ? `run ${runId} not found` : "run not found (run_id is not a run id)");
     return row;
   };
 
@@ -51,10 +54,13 @@ export function createRunStore(sql: Sql) {
     /** Stores a queued run; with a request id already used, returns that run instead. */
     async insert(run: NewRun): Promise<RunRow> {
       const inserted = await sql.one<RunRow>(
-        `insert into runs (id, status, runtime, repository_url, base_ref, spec, request_id)
-         values (?, 'queued', ?, ?, ?, ?::jsonb, ?)
+        `insert into runs (id, status, runtime, repository_url, base_ref, spec, request_id, trace_parent, trace_state)
+         values (?, 'queued', ?, ?, ?, ?::jsonb, ?, ?, ?)
          on conflict (request_id) do nothing returning *`,
-        [run.id, run.runtime, run.repositoryUrl, run.baseRef, JSON.stringify(run.spec), run.requestId ?? null],
+        [
+          run.id, run.runtime, run.repositoryUrl, run.baseRef, JSON.stringify(run.spec), run.requestId ?? null,
+          run.traceContext?.traceparent ?? null, run.traceContext?.tracestate || null,
+        ],
       );
       if (inserted) {
         await sql.run("select pg_notify('corral_run_queued', ?)", [run.id]);
@@ -92,8 +98,9 @@ export function createRunStore(sql: Sql) {
      * Records a cancel request. A queued run is cancelled at once; a launched one becomes
      * "cancelling" and the control plane holding its stream is told through NOTIFY.
      */
-    async requestCancel(runId: string, reason: string, graceMs: number | undefined): Promise<RunRow> {
+    async requestCancel(runId: string, reason: string, graceMs: number | undefined, onCancelledQueued?: (row: RunRow) => void): Promise<RunRow> {
       const why = reason.slice(0, MAX_CANCEL_REASON) || "cancelled by request";
+      let cancelledQueued = false;
       return sql.transaction(async (trx) => {
         const run = await get(runId, trx, true);
         if (run.status === "cancelled" || run.status === "cancelling") return run;
@@ -102,6 +109,7 @@ export function createRunStore(sql: Sql) {
         }
         let updated: RunRow | undefined;
         if (run.status === "queued") {
+          cancelledQueued = true;
           updated = await sql.one<RunRow>(
             `update runs set status = 'cancelled', cancel_requested_at = now(), cancel_reason = ?, reason = ?,
                     finished_at = now(), updated_at = now() where id = ? returning *`,
@@ -119,6 +127,10 @@ export function createRunStore(sql: Sql) {
         }
         await sql.run("select pg_notify('corral_run_changed', ?)", [runId], trx);
         return updated!;
+      }).then((row) => {
+        // Final without the reconciler: the caller counts it (metrics) once it is committed.
+        if (cancelledQueued) onCancelledQueued?.(row);
+        return row;
       });
     },
 

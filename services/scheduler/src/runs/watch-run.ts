@@ -1,9 +1,13 @@
 import { fromBinary, type MessageInitShape } from "@bufbuild/protobuf";
 import { RunEventSchema } from "@corral/contract/corral/common/v1/run_event_pb.ts";
 import type { WatchRunRequest, WatchRunResponseSchema } from "@corral/contract/corral/scheduler/v1/run_service_pb.ts";
+import { invalidArgument } from "@corral/plumbing/errors.ts";
 import type { RunNotifier } from "./run-notifier.ts";
 import { TERMINAL_STATUSES, toRunMessage, type RunRow } from "./run-row.ts";
 import type { RunStore } from "./run-store.ts";
+
+// Sequences are stored as PostgreSQL bigint; a larger position cannot be compared with them.
+const MAX_SEQUENCE = 2n ** 63n - 1n;
 
 // Notifications can be lost while the LISTEN connection reconnects; look again at this pace anyway.
 const FALLBACK_POLL_MS = 5000;
@@ -18,6 +22,7 @@ export async function* watchRun(
   request: WatchRunRequest,
   signal: AbortSignal,
 ): AsyncGenerator<MessageInitShape<typeof WatchRunResponseSchema>> {
+  if (request.afterSequence > MAX_SEQUENCE) throw invalidArgument([{ field: "after_sequence", description: `must be at most ${MAX_SEQUENCE}` }]);
   let run = await store.get(request.runId);
   let changed = true;
   let wake: (() => void) | undefined;
@@ -50,7 +55,8 @@ export async function* watchRun(
         sentState = stateKey(run);
       }
       if (TERMINAL_STATUSES.includes(run.status)) return;
-      if (!changed) {
+      // An abort during the reads above has fired already: waiting for it would wait for the poll.
+      if (!changed && !signal.aborted) {
         await new Promise<void>((resolve) => {
           const timer = setTimeout(resolve, FALLBACK_POLL_MS);
           const done = () => {
@@ -64,6 +70,9 @@ export async function* watchRun(
         });
       }
     }
+    // Ended by a drain or the client, not by the run's end: say why, so a watcher resumes
+    // instead of taking the end of the stream for the end of the run.
+    signal.throwIfAborted();
   } finally {
     unfollow();
   }
