@@ -5,20 +5,27 @@ import { z } from "zod";
 import { listenAddress } from "../config.ts";
 import type { Logger } from "../logger.ts";
 
-/** A "host:port" for a service's /metrics endpoint, or "off". */
-export const metricsListen = (fallback: string) =>
+/**
+ * A "host:port" for a service's /metrics endpoint, or "off" (the default of a bare service: tests
+ * start many services in one process, and a fixed default port would make them collide;
+ * `corral up` and the Kubernetes manifests turn it on, see METRICS_PORTS).
+ */
+export const metricsListen = () =>
   z
     .string()
-    .default(fallback)
+    .default("off")
     .transform((value, ctx) => {
       if (value.trim().toLowerCase() === "off") return undefined;
-      const parsed = listenAddress(fallback).safeParse(value);
+      const parsed = listenAddress("127.0.0.1:0").safeParse(value);
       if (!parsed.success) {
         ctx.addIssue({ code: "custom", message: `expected host:port or off, got "${value}"` });
         return z.NEVER;
       }
       return parsed.data;
     });
+
+/** The conventional metrics port of each service, as `corral up` and the manifests use them. */
+export const METRICS_PORTS = { scheduler: 9700, "control-plane": 9701, artifact: 9702 } as const;
 
 export interface MetricsServer {
   /** Where Prometheus scrapes, such as http://127.0.0.1:9700/metrics. */

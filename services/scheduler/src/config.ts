@@ -1,5 +1,7 @@
 import { z } from "zod";
 import { byteSize, duration, listenAddress, logLevel, positiveInt, postgresUrl } from "@corral/plumbing/config.ts";
+import { metricsListen } from "@corral/plumbing/telemetry/serve-metrics.ts";
+import { telemetryConfig } from "@corral/plumbing/telemetry/telemetry-config.ts";
 
 const runtimeName = z.enum(["local", "docker", "kubernetes"]);
 
@@ -8,6 +10,10 @@ export const schedulerConfig = {
   CORRAL_SCHEDULER_LISTEN: listenAddress("127.0.0.1:8700"),
   DATABASE_URL: postgresUrl,
   CORRAL_LOG_LEVEL: logLevel,
+  /** Prometheus /metrics (HTTP/1.1) as host:port, or "off" (default; `corral up` uses 127.0.0.1:9700). */
+  CORRAL_SCHEDULER_METRICS_LISTEN: metricsListen(),
+  /** Tracing (OTLP); passed on to agents. */
+  ...telemetryConfig,
   /** Where agents attach; handed to every sandbox. */
   CORRAL_CONTROL_PLANE_URL: z.url().default("http://127.0.0.1:8701"),
   /** Runtime of a run that names none. */

@@ -4,6 +4,8 @@ import { createSql } from "@corral/plumbing/db/sql.ts";
 import { createLeaderLock } from "@corral/plumbing/db/leader-lock.ts";
 import type { Logger } from "@corral/plumbing/logger.ts";
 import { startService, type RunningService } from "@corral/plumbing/start-service.ts";
+import { createTelemetry } from "@corral/plumbing/telemetry/create-telemetry.ts";
+import { telemetryEnv } from "@corral/plumbing/telemetry/telemetry-config.ts";
 import type { SchedulerConfig } from "./config.ts";
 import { createDispatcher } from "./dispatch/dispatcher.ts";
 import { createReconciler } from "./reconcile/reconciler.ts";
@@ -18,6 +20,7 @@ import { createDockerRuntime } from "./runtime/docker/docker-runtime.ts";
 import { dockerSettings } from "./runtime/docker/docker-settings.ts";
 import { createKubernetesRuntime } from "./runtime/kubernetes/kubernetes-runtime.ts";
 import { kubernetesSettings } from "./runtime/kubernetes/kubernetes-settings.ts";
+import { createSchedulerMetrics, observeRunCounts } from "./telemetry/scheduler-metrics.ts";
 
 // The advisory lock whose holder is the reconciling scheduler ("corral reconciler").
 const RECONCILER_LOCK = 0x636f7265;
@@ -44,6 +47,10 @@ export async function startScheduler(config: SchedulerConfig, logger: Logger, op
     commitAuthor: { name: config.CORRAL_COMMIT_AUTHOR_NAME, email: config.CORRAL_COMMIT_AUTHOR_EMAIL },
   };
 
+  const metricsListen = config.CORRAL_SCHEDULER_METRICS_LISTEN;
+  const telemetry = createTelemetry({ serviceName: "corral-scheduler", config, metrics: metricsListen !== undefined, postgres: true });
+  const { tracer } = telemetry;
+  const metrics = createSchedulerMetrics(telemetry.meter);
   const listener = createPgListener({ url: config.DATABASE_URL, logger });
   const notifier = await createRunNotifier(listener, ["corral_run_events", "corral_run_changed"]);
   let store: RunStore | undefined;
@@ -58,9 +65,11 @@ export async function startScheduler(config: SchedulerConfig, logger: Logger, op
       databaseUrl: config.DATABASE_URL,
       logger,
       services: [RunService],
+      telemetry,
+      metricsListen,
       routes: (router, database) => {
         store = createRunStore(createSql(database.orm));
-        router.service(RunService, createRunService({ store, notifier, defaults, runtimeStatus }));
+        router.service(RunService, createRunService({ store, notifier, defaults, runtimeStatus, tracer: telemetry.tracing ? tracer : undefined, metrics }));
       },
     });
   } catch (error) {
@@ -69,7 +78,8 @@ export async function startScheduler(config: SchedulerConfig, logger: Logger, op
   }
 
   // Created once the service is up: the warm pool starts agent processes right away.
-  const agentEnv = { CORRAL_LOG_LEVEL: config.CORRAL_LOG_LEVEL, ...options.agentEnv };
+  // Agents export their spans where the scheduler does (OTEL_*, less the service name).
+  const agentEnv = { CORRAL_LOG_LEVEL: config.CORRAL_LOG_LEVEL, ...telemetryEnv(config), ...options.agentEnv };
   try {
     if (config.CORRAL_RUNTIMES.includes("local")) {
       runtimes.set(
@@ -84,10 +94,10 @@ export async function startScheduler(config: SchedulerConfig, logger: Logger, op
       );
     }
     if (config.CORRAL_RUNTIMES.includes("docker")) {
-      runtimes.set("docker", createDockerRuntime({ ...dockerSettings(config, { CORRAL_LOG_LEVEL: config.CORRAL_LOG_LEVEL }), logger }));
+      runtimes.set("docker", createDockerRuntime({ ...dockerSettings(config, { CORRAL_LOG_LEVEL: config.CORRAL_LOG_LEVEL, ...telemetryEnv(config) }), logger }));
     }
     if (config.CORRAL_RUNTIMES.includes("kubernetes")) {
-      runtimes.set("kubernetes", createKubernetesRuntime({ ...kubernetesSettings(config, { CORRAL_LOG_LEVEL: config.CORRAL_LOG_LEVEL }), logger }));
+      runtimes.set("kubernetes", createKubernetesRuntime({ ...kubernetesSettings(config, { CORRAL_LOG_LEVEL: config.CORRAL_LOG_LEVEL, ...telemetryEnv(config) }), logger }));
     }
     // A runtime that cannot launch is a configuration problem: say what to fix now, not at the first run.
     for (const backend of runtimes.values()) {
@@ -102,6 +112,7 @@ export async function startScheduler(config: SchedulerConfig, logger: Logger, op
     throw error;
   }
   const sql = createSql(service.database.orm);
+  observeRunCounts(telemetry.meter, sql);
   // One reconciler among scheduler replicas; admission needs none (it locks per transaction).
   const leaderLock = createLeaderLock({ url: config.DATABASE_URL, key: RECONCILER_LOCK, logger });
   const reconciler = createReconciler({
@@ -112,6 +123,8 @@ export async function startScheduler(config: SchedulerConfig, logger: Logger, op
     completionWaitMs: config.CORRAL_COMPLETION_WAIT,
     defaultGraceMs: config.CORRAL_DEFAULT_GRACE,
     onFinalized: () => void dispatcher.kick(),
+    tracer: telemetry.tracing ? tracer : undefined,
+    metrics,
   });
   const dispatcher = createDispatcher({
     sql,
@@ -121,6 +134,8 @@ export async function startScheduler(config: SchedulerConfig, logger: Logger, op
     maxConcurrentRuns: config.CORRAL_MAX_CONCURRENT_RUNS,
     maxRunsPerRepository: config.CORRAL_MAX_RUNS_PER_REPOSITORY,
     onLaunchFailed: (runId, attempt, reason) => reconciler.failLaunch(runId, attempt, reason),
+    tracer: telemetry.tracing ? tracer : undefined,
+    metrics,
   });
 
   // Edge triggers make things fast; the periodic sweep makes them certain. A fact seen by a

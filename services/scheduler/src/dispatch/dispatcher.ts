@@ -1,6 +1,9 @@
+import { context, SpanKind, type Tracer } from "@opentelemetry/api";
 import { mintCredential } from "@corral/plumbing/credentials.ts";
 import type { Sql } from "@corral/plumbing/db/sql.ts";
 import type { Logger } from "@corral/plumbing/logger.ts";
+import { contextFromTraceContext, inSpan, runAttributes, traceContextOf } from "@corral/plumbing/telemetry/trace-context.ts";
+import type { SchedulerMetrics } from "../telemetry/scheduler-metrics.ts";
 import { durationJsonMs } from "../runs/duration-json.ts";
 import type { LaunchRequest, RuntimeBackend } from "../runtime/runtime-backend.ts";
 
@@ -13,12 +16,19 @@ export interface DispatcherOptions {
   maxRunsPerRepository: number;
   /** Called when a launch fails, so the run is finalized at once. */
   onLaunchFailed(runId: string, attempt: number, reason: string): Promise<void>;
+  /** Admission and launch spans in each run's trace; no spans without it. */
+  tracer?: Tracer;
+  metrics?: SchedulerMetrics;
 }
 
 interface Admitted {
   runId: string;
   attempt: number;
   runtime: string;
+  repositoryUrl: string;
+  /** How long the run waited in the queue, by the database's clock. */
+  queueWaitMs: number;
+  traceContext: { traceparent: string | null; tracestate: string | null };
   credential: string;
   limits: LaunchRequest["limits"];
   timeouts: LaunchRequest["timeouts"];
@@ -44,8 +54,14 @@ export function createDispatcher(options: DispatcherOptions) {
       await sql.run("select pg_advisory_xact_lock(?)", [ADMISSION_LOCK], trx);
       const active = await sql.one<{ n: string }>(`select count(*) as n from runs where status in ${ACTIVE}`, [], trx);
       if (Number(active!.n) >= options.maxConcurrentRuns) return undefined;
-      const run = await sql.one<{ id: string; runtime: string; current_attempt: number; spec: { timeouts?: { run?: string; grace?: string }; limits?: Record<string, unknown> } }>(
-        `select r.id, r.runtime, r.current_attempt, r.spec from runs r
+      const run = await sql.one<{
+        id: string; runtime: string; current_attempt: number; spec: { timeouts?: { run?: string; grace?: string }; limits?: Record<string, unknown> };
+        repository_url: string; trace_parent: string | null; trace_state: string | null; queue_wait_ms: number;
+      }>(
+        // A retried run was queued again when it was last updated (nothing else updates a queued run).
+        `select r.id, r.runtime, r.current_attempt, r.spec, r.repository_url, r.trace_parent, r.trace_state,
+                extract(epoch from now() - case when r.current_attempt = 0 then r.created_at else r.updated_at end) * 1000 as queue_wait_ms
+           from runs r
           where r.status = 'queued'
             and (select count(*) from runs x where x.repository_url = r.repository_url and x.status in ${ACTIVE}) < ?
           order by r.created_at, r.id
@@ -76,6 +92,9 @@ export function createDispatcher(options: DispatcherOptions) {
         runId: run.id,
         attempt,
         runtime: run.runtime,
+        repositoryUrl: run.repository_url,
+        queueWaitMs: Number(run.queue_wait_ms),
+        traceContext: { traceparent: run.trace_parent, tracestate: run.trace_state },
         credential: token,
         timeouts: { runMs: runTimeoutMs, graceMs: durationJsonMs(run.spec.timeouts?.grace) ?? 10_000 },
         limits: {
@@ -89,6 +108,19 @@ export function createDispatcher(options: DispatcherOptions) {
   }
 
   async function launch(admitted: Admitted): Promise<void> {
+    options.metrics?.startStage("queued_to_launched", admitted.runtime, admitted.queueWaitMs);
+    if (!options.tracer) return launchTraced(admitted);
+    // The run's trace: its wait in the queue, ending now, then the launch.
+    const run = contextFromTraceContext(admitted.traceContext);
+    const attributes = runAttributes({ runId: admitted.runId, attempt: admitted.attempt, runtime: admitted.runtime, repositoryUrl: admitted.repositoryUrl });
+    const now = Date.now();
+    options.tracer
+      .startSpan("corral.admission", { startTime: now - admitted.queueWaitMs, attributes: { ...attributes, "corral.queue_wait_ms": Math.round(admitted.queueWaitMs) } }, run)
+      .end(now);
+    return inSpan(options.tracer, "corral.runtime.launch", { parent: run, kind: SpanKind.INTERNAL, attributes }, () => launchTraced(admitted));
+  }
+
+  async function launchTraced(admitted: Admitted): Promise<void> {
     const log = logger.child({ runId: admitted.runId, attempt: admitted.attempt, runtime: admitted.runtime });
     const backend = options.runtimes.get(admitted.runtime);
     if (!backend) {
@@ -103,6 +135,7 @@ export function createDispatcher(options: DispatcherOptions) {
         controlPlaneUrl: options.controlPlaneUrl,
         limits: admitted.limits,
         timeouts: admitted.timeouts,
+        traceContext: traceContextOf(context.active()),
       });
       await sql.run("update attempts set runtime_handle = ?::jsonb where run_id = ? and number = ?", [JSON.stringify(handle), admitted.runId, admitted.attempt]);
       log.info("launched");

@@ -1,5 +1,8 @@
+import type { Tracer } from "@opentelemetry/api";
 import type { Sql } from "@corral/plumbing/db/sql.ts";
 import type { Logger } from "@corral/plumbing/logger.ts";
+import { contextFromTraceContext, inSpan, runAttributes } from "@corral/plumbing/telemetry/trace-context.ts";
+import type { SchedulerMetrics } from "../telemetry/scheduler-metrics.ts";
 import { decideFinalStatus, type CompletionKind, type FinalStatus, type RuntimeFact } from "../finalization/decide-final-status.ts";
 import { durationJsonMs } from "../runs/duration-json.ts";
 import type { CleanupStep, RuntimeBackend, RuntimeHandle } from "../runtime/runtime-backend.ts";
@@ -19,6 +22,10 @@ export interface ReconcilerOptions {
    * and the others leave runs alone, so that two never escalate or finalize the same run.
    */
   isLeader?: () => boolean;
+  /** A finalization span in each run's trace; none without it. */
+  tracer?: Tracer;
+  /** Final statuses, start latencies and cancel latencies of the runs this replica finalizes. */
+  metrics?: SchedulerMetrics;
 }
 
 interface ActiveAttempt {
@@ -39,6 +46,10 @@ interface ActiveAttempt {
   completion_reason: string | null;
   completion_result: unknown;
   completion_artifact_state: string | null;
+  repository_url: string;
+  first_event_at: string | null;
+  trace_parent: string | null;
+  trace_state: string | null;
   now: string;
 }
 
@@ -81,7 +92,8 @@ export function createReconciler(options: ReconcilerOptions) {
       `select r.id as run_id, r.status, r.runtime, a.number as attempt, r.cancel_requested_at, r.cancel_grace_ms,
               r.spec->'timeouts'->>'grace' as spec_grace, a.runtime_handle, a.lease_expires_at, a.attached_at, a.launched_at,
               a.finished_at as process_ended_at, a.runtime_fact as stored_fact, c.status as completion_status, c.reason as completion_reason,
-              c.result as completion_result, c.artifact_state as completion_artifact_state, now() as now
+              c.result as completion_result, c.artifact_state as completion_artifact_state, r.repository_url, a.first_event_at,
+              r.trace_parent, r.trace_state, now() as now
          from runs r
          join attempts a on a.run_id = r.id and a.number = r.current_attempt
          left join completions c on c.run_id = r.id and c.attempt = a.number and not c.conflict
@@ -164,29 +176,64 @@ export function createReconciler(options: ReconcilerOptions) {
     ]
       .filter(Boolean)
       .join("; ");
-    await finalize(row, decision.status, reason);
-    await note(backend, row, "finalized", `finalized as ${decision.status}: ${decision.reason}`);
-    if (backend) await backend.cleanup(row.run_id, row.attempt, row.runtime_handle).catch((error: unknown) => log.warn({ err: error }, "cleanup failed"));
+    const finishing = async () => {
+      await finalize(row, decision.status, reason);
+      await note(backend, row, "finalized", `finalized as ${decision.status}: ${decision.reason}`);
+      if (backend) await backend.cleanup(row.run_id, row.attempt, row.runtime_handle).catch((error: unknown) => log.warn({ err: error }, "cleanup failed"));
+    };
+    if (options.tracer) {
+      await inSpan(
+        options.tracer,
+        "corral.finalize",
+        {
+          parent: contextFromTraceContext({ traceparent: row.trace_parent, tracestate: row.trace_state }),
+          attributes: {
+            ...runAttributes({ runId: row.run_id, attempt: row.attempt, runtime: row.runtime, repositoryUrl: row.repository_url }),
+            "corral.final_status": decision.status,
+            "corral.runtime_fact": fact,
+            "corral.completion": row.completion_status ?? "none",
+          },
+        },
+        finishing,
+      );
+    } else await finishing();
     for (const step of ["cancel_requested", "grace_elapsed", "finalized"]) noted.delete(`${row.run_id}/${row.attempt}/${step}`);
     log.info({ status: decision.status, reason }, "run finalized");
     options.onFinalized(row.run_id);
   }
 
   async function finalize(row: ActiveAttempt, status: FinalStatus, reason: string): Promise<void> {
-    await sql.transaction(async (trx) => {
-      const changed = await sql.run(
+    const finished = await sql.transaction(async (trx) => {
+      const changed = await sql.one<{ finished_at: string }>(
         `update runs set status = ?, reason = ?, result = ?::jsonb, artifact_state = ?, current_step = null,
                 finished_at = now(), updated_at = now()
-          where id = ? and current_attempt = ? and status in ('launching', 'running', 'cancelling')`,
+          where id = ? and current_attempt = ? and status in ('launching', 'running', 'cancelling') returning finished_at`,
         [status, reason, JSON.stringify(row.completion_result ?? null), row.completion_artifact_state, row.run_id, row.attempt],
         trx,
       );
-      if (changed === 0) return;
+      if (!changed) return undefined;
       await sql.run("update attempts set status = 'finished' where run_id = ? and number = ?", [row.run_id, row.attempt], trx);
       // The attempt's credential dies with it: nothing can attach or upload for it any more.
       await sql.run("update credentials set revoked_at = now() where run_id = ? and attempt = ? and revoked_at is null", [row.run_id, row.attempt], trx);
       await sql.run("select pg_notify('corral_run_changed', ?)", [row.run_id], trx);
+      return changed.finished_at;
     });
+    if (finished !== undefined) measure(row, status, Date.parse(finished));
+  }
+
+  /** A run this replica finalized, counted once: its final status, how its start went, how long its cancel took. */
+  function measure(row: ActiveAttempt, status: FinalStatus, finishedAt: number): void {
+    const metrics = options.metrics;
+    if (!metrics) return;
+    metrics.runFinished(status, row.runtime);
+    const at = (time: string | null) => (time === null ? undefined : Date.parse(time));
+    const launched = at(row.launched_at);
+    const attached = at(row.attached_at);
+    const firstEvent = at(row.first_event_at);
+    if (launched !== undefined && attached !== undefined) metrics.startStage("launched_to_attached", row.runtime, attached - launched);
+    if (attached !== undefined && firstEvent !== undefined) metrics.startStage("attached_to_first_event", row.runtime, firstEvent - attached);
+    const cancelAt = at(row.cancel_requested_at);
+    if (status === "cancelled" && cancelAt !== undefined) metrics.cancelled(row.runtime, finishedAt - cancelAt);
   }
 
   function schedule(runId: string, delayMs: number): void {

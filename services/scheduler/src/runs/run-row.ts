@@ -26,6 +26,9 @@ export interface RunRow {
   launched_at: string | null;
   attached_at: string | null;
   finished_at: string | null;
+  /** W3C trace context of the run's SubmitRun span, when it was traced. */
+  trace_parent: string | null;
+  trace_state: string | null;
 }
 
 export const TERMINAL_STATUSES = ["completed", "failed", "cancelled"];

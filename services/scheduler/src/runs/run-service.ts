@@ -4,10 +4,13 @@ import type { RunService } from "@corral/contract/corral/scheduler/v1/run_servic
 import { RunStatus } from "@corral/contract/corral/scheduler/v1/run_service_pb.ts";
 import { createViolations } from "@corral/plumbing/errors.ts";
 import type { Duration } from "@bufbuild/protobuf/wkt";
+import { context, trace, type Tracer } from "@opentelemetry/api";
+import { contextFromTraceContext, runAttributes, traceContextOf } from "@corral/plumbing/telemetry/trace-context.ts";
 import type { RuntimeStatus } from "../runtime/runtime-status.ts";
+import type { SchedulerMetrics } from "../telemetry/scheduler-metrics.ts";
 import { resolvedSpecJson } from "./resolved-spec-json.ts";
 import type { RunNotifier } from "./run-notifier.ts";
-import { runStatusName, runtimeName, toRunMessage } from "./run-row.ts";
+import { runStatusName, runtimeName, toRunMessage, type RunRow } from "./run-row.ts";
 import type { ListCursor, RunStore } from "./run-store.ts";
 import { validateSubmitRun } from "./validate-submit-run.ts";
 import type { SchedulerDefaults } from "./validated-submission.ts";
@@ -18,14 +21,21 @@ export interface RunServiceDeps {
   notifier: RunNotifier;
   defaults: SchedulerDefaults;
   runtimeStatus: RuntimeStatus;
+  /** Spans about a run that a call adds to the run's trace (a cancel request); a no-op tracer without tracing. */
+  tracer?: Tracer;
+  metrics?: SchedulerMetrics;
 }
 
 /** corral.scheduler.v1.RunService: validation and translation only; the work is in the store. */
-export function createRunService({ store, notifier, defaults, runtimeStatus }: RunServiceDeps): ServiceImpl<typeof RunService> {
+export function createRunService({ store, notifier, defaults, runtimeStatus, tracer, metrics }: RunServiceDeps): ServiceImpl<typeof RunService> {
   return {
     async submitRun(request) {
       const id = randomUUID();
       const submission = validateSubmitRun(request, defaults, id);
+      // The run's trace is this call's: its span (the RPC's, made by the tracing interceptor) is
+      // stored with the run, and the run's later work, in any process, joins it.
+      trace.getActiveSpan()?.setAttributes(runAttributes({ runId: id, runtime: submission.runtime, repositoryUrl: submission.spec.repositoryUrl }));
+      const traceContext = traceContextOf(context.active());
       const row = await store.insert({
         id,
         runtime: submission.runtime,
@@ -33,6 +43,7 @@ export function createRunService({ store, notifier, defaults, runtimeStatus }: R
         baseRef: submission.spec.baseRef,
         spec: resolvedSpecJson(submission.spec),
         requestId: submission.requestId,
+        traceContext,
       });
       return { run: toRunMessage(row) };
     },
@@ -72,8 +83,9 @@ export function createRunService({ store, notifier, defaults, runtimeStatus }: R
       if (graceMs !== undefined && (graceMs < 0 || graceMs > 300_000)) violations.add("grace", "must be between 0s and 5m");
       if (request.reason.length > 1000) violations.add("reason", "must be at most 1000 characters");
       violations.throwIfAny();
-      const row = await store.requestCancel(request.runId, request.reason, graceMs);
+      const row = await store.requestCancel(request.runId, request.reason, graceMs, (cancelled) => metrics?.runFinished("cancelled", cancelled.runtime));
       notifier.notify(row.id);
+      if (tracer) markInRunTrace(tracer, row, "corral.cancel_requested", { "corral.cancel.grace_ms": graceMs ?? -1 });
       return { run: toRunMessage(row) };
     },
 
@@ -91,6 +103,24 @@ export function createRunService({ store, notifier, defaults, runtimeStatus }: R
       return { runtimes: await runtimeStatus.list(context.signal) };
     },
   };
+}
+
+/**
+ * A point in the run's own trace for something a later call did to it (a cancel request), linked
+ * to that call's span: the call has its own trace, the run's trace shows when it happened.
+ */
+function markInRunTrace(tracer: Tracer, row: RunRow, name: string, attributes: Record<string, number | string>): void {
+  if (!row.trace_parent) return;
+  const caller = trace.getActiveSpan()?.spanContext();
+  const span = tracer.startSpan(
+    name,
+    {
+      attributes: { ...runAttributes({ runId: row.id, attempt: row.current_attempt, runtime: row.runtime, repositoryUrl: row.repository_url }), ...attributes },
+      links: caller ? [{ context: caller }] : [],
+    },
+    contextFromTraceContext({ traceparent: row.trace_parent, tracestate: row.trace_state }),
+  );
+  span.end();
 }
 
 const durationMs = (d: Duration) => Number(d.seconds) * 1000 + Math.round(d.nanos / 1e6);

@@ -6,6 +6,9 @@ import { readProcStatSync } from "./proc-stat.ts";
 
 // The agent inherits nothing else from the scheduler: DATABASE_URL and friends stay here.
 const INHERITED_ENV = ["PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "TZ"];
+// OpenTelemetry's settings (the collector's address, TLS files, timeouts) are the agent's too,
+// so that its spans go where the scheduler's do; its service name is its own.
+const inheritedTelemetry = (name: string) => name.startsWith("OTEL_") && name !== "OTEL_SERVICE_NAME";
 
 // The agent runs under a shell that records its exit status in a file, so that a scheduler
 // restarted while the agent ran can still tell success from failure (it is not the parent
@@ -41,6 +44,7 @@ export interface AgentProcess {
 export async function startAgentProcess(options: AgentProcessOptions): Promise<AgentProcess> {
   const env: Record<string, string> = {};
   for (const name of INHERITED_ENV) if (process.env[name] !== undefined) env[name] = process.env[name]!;
+  for (const [name, value] of Object.entries(process.env)) if (inheritedTelemetry(name) && value !== undefined) env[name] = value;
   Object.assign(env, options.env, { CORRAL_EXIT_FILE: options.exitFile });
   const log = openSync(options.logFile, "a", 0o600);
   const stdio: StdioOptions = options.readyPipe ? ["pipe", log, log, "pipe"] : ["pipe", log, log];

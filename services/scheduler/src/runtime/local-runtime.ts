@@ -105,8 +105,8 @@ export function createLocalRuntime(options: LocalRuntimeOptions): LocalRuntime {
           options.logger.warn({ err: error, logFile: standby.logFile }, "could not move the standby agent's log to its run");
         }
         track(request, standby.child);
-        const { runId, attempt, credential, controlPlaneUrl } = request;
-        standby.child.stdin!.end(`${JSON.stringify({ runId, attempt, credential, workDir, controlPlaneUrl })}\n`);
+        const { runId, attempt, credential, controlPlaneUrl, traceContext } = request;
+        standby.child.stdin!.end(`${JSON.stringify({ runId, attempt, credential, workDir, controlPlaneUrl, ...traceContext })}\n`);
         options.logger.info({ runId, attempt, pid: standby.pid, logFile, warm: true }, "agent process started");
         return { pid: standby.pid, startTime: standby.startTime, exitFile: standby.exitFile };
       }
@@ -121,6 +121,9 @@ export function createLocalRuntime(options: LocalRuntimeOptions): LocalRuntime {
           CORRAL_RUN_ID: request.runId,
           CORRAL_ATTEMPT: String(request.attempt),
           CORRAL_WORK_DIR: workDir,
+          // The launch's span: the agent's first calls join the run's trace (the environment
+          // carrier of W3C trace context).
+          ...(request.traceContext ? { TRACEPARENT: request.traceContext.traceparent, TRACESTATE: request.traceContext.tracestate } : {}),
         },
         exitFile,
         logFile,

@@ -14,6 +14,11 @@ export interface LaunchRequest {
   limits: { cpuMillis?: number; memoryBytes?: number; pids?: number; diskBytes?: number };
   /** The run's budget once attached and the grace between a polite and a forced stop. */
   timeouts: { runMs: number; graceMs: number };
+  /**
+   * W3C trace context of the launch's span, when traced: a backend may hand it to the agent
+   * (TRACEPARENT), whose first call to the control plane then joins the run's trace.
+   */
+  traceContext?: { traceparent: string; tracestate: string };
 }
 
 export type FactListener = (runId: string, attempt: number, fact: RuntimeFact, detail: string) => void;
