@@ -1,11 +1,17 @@
 import { z } from "zod";
 import { duration, listenAddress, logLevel, positiveInt, postgresUrl } from "@corral/plumbing/config.ts";
+import { metricsListen } from "@corral/plumbing/telemetry/serve-metrics.ts";
+import { telemetryConfig } from "@corral/plumbing/telemetry/telemetry-config.ts";
 
 /** Environment of the control plane, validated once at start-up. */
 export const controlPlaneConfig = {
   CORRAL_CONTROL_PLANE_LISTEN: listenAddress("127.0.0.1:8701"),
   DATABASE_URL: postgresUrl,
   CORRAL_LOG_LEVEL: logLevel,
+  /** Prometheus /metrics (HTTP/1.1) as host:port, or "off" (default; `corral up` uses 127.0.0.1:9701). */
+  CORRAL_CONTROL_PLANE_METRICS_LISTEN: metricsListen(),
+  /** Tracing (OTLP). */
+  ...telemetryConfig,
   /** Given to agents in the assignment, so they know where to upload. */
   CORRAL_ARTIFACT_URL: z.url().default("http://127.0.0.1:8702"),
   /** How often both sides send heartbeats on an attached stream. */

@@ -3,10 +3,12 @@ import { createPgListener } from "@corral/plumbing/db/pg-listener.ts";
 import { createPgPool } from "@corral/plumbing/db/pg-pool.ts";
 import type { Logger } from "@corral/plumbing/logger.ts";
 import { startService, type RunningService } from "@corral/plumbing/start-service.ts";
+import { createTelemetry } from "@corral/plumbing/telemetry/create-telemetry.ts";
 import { createAttemptStore } from "./attach/attempt-store.ts";
 import { createRunnerService } from "./attach/runner-service.ts";
 import { createSessionRegistry, type SessionRegistry } from "./attach/session-registry.ts";
 import type { ControlPlaneConfig } from "./config.ts";
+import { createControlPlaneMetrics } from "./telemetry/control-plane-metrics.ts";
 
 export interface ControlPlane extends RunningService {
   readonly registry: SessionRegistry;
@@ -14,6 +16,9 @@ export interface ControlPlane extends RunningService {
 
 export async function startControlPlane(config: ControlPlaneConfig, logger: Logger): Promise<ControlPlane> {
   const registry = createSessionRegistry();
+  const metricsListen = config.CORRAL_CONTROL_PLANE_METRICS_LISTEN;
+  const telemetry = createTelemetry({ serviceName: "corral-control-plane", config, metrics: metricsListen !== undefined, postgres: true });
+  const metrics = createControlPlaneMetrics(telemetry.meter, registry);
   const pool = createPgPool(config.DATABASE_URL);
   const service = await startService({
     name: "control-plane",
@@ -22,8 +27,13 @@ export async function startControlPlane(config: ControlPlaneConfig, logger: Logg
     logger,
     services: [RunnerService],
     readMaxBytes: config.CORRAL_MAX_MESSAGE_BYTES,
+    telemetry,
+    metricsListen,
     routes: (router, database) =>
-      router.service(RunnerService, createRunnerService({ store: createAttemptStore(database.orm, pool), registry, config, logger })),
+      router.service(
+        RunnerService,
+        createRunnerService({ store: createAttemptStore(database.orm, pool), registry, config, logger, tracer: telemetry.tracing ? telemetry.tracer : undefined, metrics }),
+      ),
   });
 
   // Other replicas (and the scheduler) reach the streams held here through PostgreSQL.

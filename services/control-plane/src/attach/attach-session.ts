@@ -16,7 +16,11 @@ import { createAsyncQueue } from "@corral/plumbing/async-queue.ts";
 import { credentialMatches, looksLikeCredential } from "@corral/plumbing/credentials.ts";
 import { aborted, detail, failedPrecondition, invalidArgument, resourceExhausted, unauthenticated } from "@corral/plumbing/errors.ts";
 import type { Logger } from "@corral/plumbing/logger.ts";
+import { context, type Tracer } from "@opentelemetry/api";
+import { suppressTracing } from "@opentelemetry/core";
 import type { ControlPlaneConfig } from "../config.ts";
+import { startAttachSpan } from "../telemetry/attach-span.ts";
+import type { ControlPlaneMetrics } from "../telemetry/control-plane-metrics.ts";
 import { LeaseLostError, type AttemptRecord, type AttemptStore } from "./attempt-store.ts";
 import { encodeEvents } from "./encode-events.ts";
 import { createEventColumns, type EventColumns } from "./event-columns.ts";
@@ -34,6 +38,9 @@ export interface AttachDeps {
   logger: Logger;
   /** Longest an agent may take to say hello after opening the stream. */
   helloTimeoutMs?: number;
+  /** The attach span in the run's trace, whose context the welcome hands to the agent. */
+  tracer?: Tracer;
+  metrics?: ControlPlaneMetrics;
 }
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -86,7 +93,9 @@ export function createAttachSession(deps: AttachDeps, signal: AbortSignal) {
   const batcher = createGroupCommit({
     newBatch: () => createEventColumns(),
     write: async (batch: EventColumns) => {
-      await store.storeEvents(record!, epoch, config.CORRAL_LEASE_DURATION, batch);
+      // Not traced: an attempt makes thousands of these writes; corral_events_ingested counts them.
+      await context.with(suppressTracing(context.active()), () => store.storeEvents(record!, epoch, config.CORRAL_LEASE_DURATION, batch));
+      deps.metrics?.eventsIngested(batch.count);
       stored = batch.last;
       out.push({ message: { case: "ack", value: { sequence: stored } } });
     },
@@ -111,6 +120,7 @@ export function createAttachSession(deps: AttachDeps, signal: AbortSignal) {
     const lease = await store.takeLease(found, config.CORRAL_LEASE_DURATION);
     record = found;
     epoch = lease.epoch;
+    const attachSpan = startAttachSpan(deps.tracer, found, lease.epoch);
     accepted = stored = lease.ackedSequence;
     log = logger.child({ runId: found.runId, attempt: found.attempt, epoch: epoch.toString() });
     state = "attached";
@@ -150,12 +160,15 @@ export function createAttachSession(deps: AttachDeps, signal: AbortSignal) {
               maxEventsBurst: config.CORRAL_MAX_EVENTS_BURST,
             },
             artifactServiceUrl: config.CORRAL_ARTIFACT_URL,
+            traceContext: attachSpan?.traceContext,
             deadline: timestampFromDate(new Date(found.createdAt.getTime() + runMs)),
           },
         },
       },
     });
     log.info({ protocol: version, resumeAfter: stored.toString(), agentVersion: hello.agentVersion }, "agent attached");
+    deps.metrics?.attached();
+    attachSpan?.end({ "corral.protocol_version": version, "corral.resume_after": stored.toString() });
     if (found.cancelRequested) sendCancel(found.cancelReason ?? "cancelled", found.cancelGraceMs ?? undefined);
     heartbeatTimer = setInterval(onTick, config.CORRAL_HEARTBEAT_INTERVAL);
   }
@@ -280,7 +293,7 @@ export function createAttachSession(deps: AttachDeps, signal: AbortSignal) {
       }
       case "heartbeat":
         if (message.value.leaseEpoch !== 0n && message.value.leaseEpoch !== epoch) throw superseded(epoch);
-        await store.renewLease(record!.attemptId, epoch, config.CORRAL_LEASE_DURATION);
+        await context.with(suppressTracing(context.active()), () => store.renewLease(record!.attemptId, epoch, config.CORRAL_LEASE_DURATION));
         return;
       case "complete":
         return onComplete(message.value);

@@ -18,6 +18,11 @@ export interface AttemptRecord {
   cancelReason: string | null;
   cancelGraceMs: number | null;
   createdAt: Date;
+  runtime: string;
+  repositoryUrl: string;
+  /** The run's trace (its SubmitRun span), when it was traced. */
+  traceParent: string | null;
+  traceState: string | null;
 }
 
 export interface RunProgress {
@@ -71,9 +76,11 @@ export function createAttemptStore(orm: Orm, pool: PgPool) {
       const row = await sql.one<{
         attempt_id: string; token_hash: string; expires_at: string; revoked_at: string | null; run_status: string; spec: unknown;
         cancel_requested: boolean; cancel_reason: string | null; cancel_grace_ms: number | null; created_at: string;
+        runtime: string; repository_url: string; trace_parent: string | null; trace_state: string | null;
       }>(
         `select a.id as attempt_id, c.token_hash, c.expires_at, c.revoked_at, r.status as run_status, r.spec,
-                r.cancel_requested_at is not null as cancel_requested, r.cancel_reason, r.cancel_grace_ms, r.created_at
+                r.cancel_requested_at is not null as cancel_requested, r.cancel_reason, r.cancel_grace_ms, r.created_at,
+                r.runtime, r.repository_url, r.trace_parent, r.trace_state
            from credentials c
            join attempts a on a.run_id = c.run_id and a.number = c.attempt
            join runs r on r.id = c.run_id
@@ -94,6 +101,10 @@ export function createAttemptStore(orm: Orm, pool: PgPool) {
         cancelReason: row.cancel_reason,
         cancelGraceMs: row.cancel_grace_ms,
         createdAt: new Date(row.created_at),
+        runtime: row.runtime,
+        repositoryUrl: row.repository_url,
+        traceParent: row.trace_parent,
+        traceState: row.trace_state,
       };
     },
 
