@@ -4,7 +4,7 @@ import { RunStatus } from "@corral/contract/corral/scheduler/v1/run_service_pb.t
 import { startSchedulerFixture } from "../support/scheduler.ts";
 
 describe("WatchRun while the scheduler drains", function () {
-  this.timeout(30_000);
+  this.timeout(60_000);
 
   it("ends UNAVAILABLE, not as if the run had ended, so watchers resume", async () => {
     // Dispatch paused: the run stays queued, and its watch stays open.
