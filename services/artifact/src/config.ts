@@ -1,5 +1,7 @@
 import { z } from "zod";
 import { byteSize, duration, listenAddress, logLevel, positiveInt, postgresUrl } from "@corral/plumbing/config.ts";
+import { metricsListen } from "@corral/plumbing/telemetry/serve-metrics.ts";
+import { telemetryConfig } from "@corral/plumbing/telemetry/telemetry-config.ts";
 
 /**
  * How long a finished run keeps its artifacts: a duration with a unit, days included ("30d",
@@ -26,6 +28,10 @@ export const artifactConfig = {
   CORRAL_ARTIFACT_LISTEN: listenAddress("127.0.0.1:8702"),
   DATABASE_URL: postgresUrl,
   CORRAL_LOG_LEVEL: logLevel,
+  /** Prometheus /metrics (HTTP/1.1) as host:port, or "off" (default; `corral up` uses 127.0.0.1:9702). */
+  CORRAL_ARTIFACT_METRICS_LISTEN: metricsListen(),
+  /** Tracing (OTLP). */
+  ...telemetryConfig,
   /** Root of the filesystem blob store: blobs by digest, partial uploads by upload id. */
   CORRAL_ARTIFACT_DIR: z.string().default(".corral/artifacts"),
   /** Largest single artifact. */

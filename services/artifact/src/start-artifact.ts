@@ -3,6 +3,7 @@ import { createPgListener } from "@corral/plumbing/db/pg-listener.ts";
 import { createSql } from "@corral/plumbing/db/sql.ts";
 import type { Logger } from "@corral/plumbing/logger.ts";
 import { startService, type RunningService } from "@corral/plumbing/start-service.ts";
+import { createTelemetry } from "@corral/plumbing/telemetry/create-telemetry.ts";
 import { createArtifactService } from "./artifact-service.ts";
 import { createArtifactStore, UPLOAD_CHANNEL, type ArtifactStore } from "./artifacts/artifact-store.ts";
 import { createAuthenticator } from "./auth/create-authenticator.ts";
@@ -12,6 +13,7 @@ import type { BlobStore } from "./storage/blob-store.ts";
 import { createRetentionStore } from "./retention/retention-store.ts";
 import { createRetentionSweeper, type RetentionSweeper } from "./retention/create-retention-sweeper.ts";
 import { createFilesystemBlobStore } from "./storage/filesystem-blob-store.ts";
+import { createArtifactMetrics } from "./telemetry/artifact-metrics.ts";
 import { createWriterRegistry, type WriterRegistry } from "./uploads/writer-registry.ts";
 
 export interface ArtifactServer extends RunningService {
@@ -27,12 +29,17 @@ export async function startArtifact(config: ArtifactConfig, logger: Logger): Pro
   const watch = createUploadWatch();
   const writers = createWriterRegistry();
   let store: ArtifactStore | undefined;
+  const metricsListen = config.CORRAL_ARTIFACT_METRICS_LISTEN;
+  const telemetry = createTelemetry({ serviceName: "corral-artifact", config, metrics: metricsListen !== undefined, postgres: true });
+  const metrics = createArtifactMetrics(telemetry.meter);
   const service = await startService({
     name: "artifact",
     listen: config.CORRAL_ARTIFACT_LISTEN,
     databaseUrl: config.DATABASE_URL,
     logger,
     services: [ArtifactService],
+    telemetry,
+    metricsListen,
     routes: (router, database) => {
       store = createArtifactStore(database.orm);
       router.service(
@@ -50,6 +57,7 @@ export async function startArtifact(config: ArtifactConfig, logger: Logger): Pro
             runQuotaCount: config.CORRAL_RUN_QUOTA_COUNT,
           },
           followPollMs: config.CORRAL_ARTIFACT_FOLLOW_POLL,
+          metrics,
         }),
         // Never compress responses: downloads stream stored bytes, often compressed already
         // (archives, images), and gzip on the way out cost eight times the rest of a download

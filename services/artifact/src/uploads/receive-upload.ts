@@ -23,6 +23,8 @@ import { MissingBytesError, type PartialWriter } from "../storage/blob-store.ts"
 import { abortable } from "./abortable.ts";
 import { createOffsetCommitter } from "./offset-committer.ts";
 import type { ArtifactDeps } from "./upload-deps.ts";
+import { trace } from "@opentelemetry/api";
+import { runAttributes } from "@corral/plumbing/telemetry/trace-context.ts";
 
 type UploadResponseInit = MessageInitShape<typeof UploadResponseSchema>;
 
@@ -61,6 +63,7 @@ export async function receiveUpload(
     }
     const header = validateHeader(first.value.message.value);
     requireRun(principal, header.runId);
+    trace.getActiveSpan()?.setAttributes({ ...runAttributes({ runId: header.runId }), "corral.artifact": header.name });
     const upload = await openUpload(deps, principal, header);
     if (upload.state === "finished") return await finishedResponse(deps, upload.id);
     if (upload.state === "failed") throw failedUpload();
@@ -198,6 +201,7 @@ async function writeUpload(
     if (length === 0) return;
     const digest = await digestState();
     await writer!.write(offset, chunk.data);
+    deps.metrics?.uploaded(length);
     digest.update(chunk.data);
     committer.advance(end);
   };
@@ -213,6 +217,7 @@ async function writeUpload(
     }
     if (!row) throw superseded();
     deps.watch.notify(upload.id);
+    deps.metrics?.stored();
     deps.logger.info({ runId: upload.run_id, uploadId: upload.id, size, sha256 }, "artifact stored");
     return { uploadId: upload.id, committedOffset: BigInt(size), artifact: toArtifactMessage(row) };
   };

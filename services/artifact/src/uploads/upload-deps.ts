@@ -2,6 +2,7 @@ import type { Logger } from "@corral/plumbing/logger.ts";
 import type { ArtifactStore } from "../artifacts/artifact-store.ts";
 import type { UploadWatch } from "../downloads/upload-watch.ts";
 import type { BlobStore } from "../storage/blob-store.ts";
+import type { ArtifactMetrics } from "../telemetry/artifact-metrics.ts";
 import type { WriterRegistry } from "./writer-registry.ts";
 
 export interface ArtifactLimits {
@@ -23,4 +24,6 @@ export interface ArtifactDeps {
   logger: Logger;
   /** How often a following download looks again when no notification came. */
   followPollMs: number;
+  /** Upload bytes and stored artifacts; uncounted without it. */
+  metrics?: ArtifactMetrics;
 }
