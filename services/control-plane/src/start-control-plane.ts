@@ -5,6 +5,7 @@ import type { Logger } from "@corral/plumbing/logger.ts";
 import { startService, type RunningService } from "@corral/plumbing/start-service.ts";
 import { createTelemetry } from "@corral/plumbing/telemetry/create-telemetry.ts";
 import { createAttemptStore } from "./attach/attempt-store.ts";
+import { createLeaseRenewer } from "./attach/lease-renewer.ts";
 import { createRunnerService } from "./attach/runner-service.ts";
 import { createSessionRegistry, type SessionRegistry } from "./attach/session-registry.ts";
 import type { ControlPlaneConfig } from "./config.ts";
@@ -20,6 +21,7 @@ export async function startControlPlane(config: ControlPlaneConfig, logger: Logg
   const telemetry = createTelemetry({ serviceName: "corral-control-plane", config, metrics: metricsListen !== undefined, postgres: true });
   const metrics = createControlPlaneMetrics(telemetry.meter, registry);
   const pool = createPgPool(config.DATABASE_URL);
+  const leases = createLeaseRenewer({ pool, leaseMs: config.CORRAL_LEASE_DURATION, intervalMs: config.CORRAL_HEARTBEAT_INTERVAL, logger });
   const service = await startService({
     name: "control-plane",
     listen: config.CORRAL_CONTROL_PLANE_LISTEN,
@@ -32,7 +34,7 @@ export async function startControlPlane(config: ControlPlaneConfig, logger: Logg
     routes: (router, database) =>
       router.service(
         RunnerService,
-        createRunnerService({ store: createAttemptStore(database.orm, pool), registry, config, logger, tracer: telemetry.tracing ? telemetry.tracer : undefined, metrics }),
+        createRunnerService({ store: createAttemptStore(database.orm, pool), registry, config, logger, tracer: telemetry.tracing ? telemetry.tracer : undefined, metrics, leases }),
       ),
   });
 
@@ -51,6 +53,7 @@ export async function startControlPlane(config: ControlPlaneConfig, logger: Logg
   } catch (error) {
     await listener.close();
     await service.close();
+    await leases.close();
     await pool.end();
     throw error;
   }
@@ -61,6 +64,7 @@ export async function startControlPlane(config: ControlPlaneConfig, logger: Logg
     async close(graceMs) {
       await listener.close();
       await service.close(graceMs);
+      await leases.close();
       await pool.end();
     },
   };

@@ -22,6 +22,7 @@ import type { ControlPlaneConfig } from "../config.ts";
 import { startAttachSpan } from "../telemetry/attach-span.ts";
 import type { ControlPlaneMetrics } from "../telemetry/control-plane-metrics.ts";
 import { LeaseLostError, type AttemptRecord, type AttemptStore } from "./attempt-store.ts";
+import type { LeaseRenewer } from "./lease-renewer.ts";
 import { encodeEvents } from "./encode-events.ts";
 import { createEventColumns, type EventColumns } from "./event-columns.ts";
 import { createGroupCommit } from "./group-commit.ts";
@@ -41,6 +42,8 @@ export interface AttachDeps {
   /** The attach span in the run's trace, whose context the welcome hands to the agent. */
   tracer?: Tracer;
   metrics?: ControlPlaneMetrics;
+  /** Batches heartbeat lease renewals; without it each heartbeat renews with its own UPDATE. */
+  leases?: LeaseRenewer;
 }
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -293,7 +296,10 @@ export function createAttachSession(deps: AttachDeps, signal: AbortSignal) {
       }
       case "heartbeat":
         if (message.value.leaseEpoch !== 0n && message.value.leaseEpoch !== epoch) throw superseded(epoch);
-        await context.with(suppressTracing(context.active()), () => store.renewLease(record!.attemptId, epoch, config.CORRAL_LEASE_DURATION));
+        // Batched with every other stream's (one write per interval); not awaited, so the
+        // stream's messages keep flowing meanwhile. A lost lease ends the stream as superseded.
+        if (deps.leases) deps.leases.renew(record!.attemptId, epoch).catch(fail);
+        else await context.with(suppressTracing(context.active()), () => store.renewLease(record!.attemptId, epoch, config.CORRAL_LEASE_DURATION));
         return;
       case "complete":
         return onComplete(message.value);
