@@ -1,6 +1,7 @@
-import { Code, type Client } from "@connectrpc/connect";
+import { Code, ConnectError, type Client } from "@connectrpc/connect";
 import type { RunService, Run, WatchedEvent } from "@corral/contract/corral/scheduler/v1/run_service_pb.ts";
 import { backoffMs, codeOf, sleep } from "../errors.ts";
+import { isTerminal } from "../format.ts";
 
 /** Where a watch has got to: the last event seen. (0, 0) is the start. */
 export interface WatchPosition {
@@ -37,6 +38,7 @@ export async function followRun(client: Client<typeof RunService>, options: Foll
   const windowEvents = options.windowEvents ?? 2000;
   const position: WatchPosition = { ...(options.from ?? { attempt: 0, sequence: 0n }) };
   let failures = 0;
+  let last: Run | undefined;
   while (!signal.aborted) {
     const call = new AbortController();
     const stop = () => call.abort();
@@ -49,7 +51,10 @@ export async function followRun(client: Client<typeof RunService>, options: Foll
         if (!announced) options.onState?.({ state: "live" });
         announced = true;
         failures = 0;
-        if (message.update.case === "run") options.onRun(message.update.value);
+        if (message.update.case === "run") {
+          last = message.update.value;
+          options.onRun(last);
+        }
         else if (message.update.case === "event") {
           const watched = message.update.value;
           // A resumed stream starts after the position, but a watcher that is told twice must not show twice.
@@ -61,6 +66,9 @@ export async function followRun(client: Client<typeof RunService>, options: Foll
         }
       }
       if (events >= windowEvents) continue;
+      // WatchRun ends once the run is terminal; an end before that is a stream cut short
+      // (a server that drained without saying so): resume it like any broken stream.
+      if (last === undefined || !isTerminal(last.status)) throw new ConnectError("the watch ended before the run did", Code.Unavailable);
       options.onState?.({ state: "ended" });
       return position;
     } catch (error) {

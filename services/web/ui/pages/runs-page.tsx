@@ -74,7 +74,16 @@ export function RunsPage({ query }: { query: URLSearchParams }) {
           Submit a run
         </Link>
       </div>
-      <form class="filters" aria-label="Filter runs" onSubmit={(e) => e.preventDefault()}>
+      <form
+        class="filters"
+        aria-label="Filter runs"
+        onSubmit={(e) => {
+          // Enter in the repository field applies it.
+          e.preventDefault();
+          const input = e.currentTarget.elements.namedItem("repo") as HTMLInputElement;
+          setFilter("repo", input.value.trim());
+        }}
+      >
         <label>
           Status
           <select name="status" value={status} onChange={(e) => setFilter("status", e.currentTarget.value)}>
