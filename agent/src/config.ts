@@ -3,6 +3,7 @@ import { isAbsolute } from "node:path";
 import type { Readable } from "node:stream";
 import { z } from "zod";
 import { ConfigError, duration, loadConfig, logLevel } from "@corral/plumbing/config.ts";
+import { telemetryConfig } from "@corral/plumbing/telemetry/telemetry-config.ts";
 
 /** "required" for a missing variable, else what was expected. */
 function explain(expected: string) {
@@ -47,6 +48,15 @@ export const agentConfig = {
    */
   CORRAL_ARTIFACT_UPLOAD_BUDGET: duration("60s"),
   CORRAL_ARTIFACT_CANCEL_BUDGET: duration("3s"),
+  /** Tracing (OTLP), as the scheduler passes it on; off unless an endpoint is set. */
+  ...telemetryConfig,
+  /**
+   * The launch's W3C trace context (the environment carrier of traceparent/tracestate): the
+   * agent's calls before it has its assignment join the run's trace. The assignment's own trace
+   * context parents the attempt's spans.
+   */
+  TRACEPARENT: z.string().regex(/^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/, "expected a W3C traceparent").optional(),
+  TRACESTATE: z.string().optional(),
 };
 
 export type AgentConfig = Readonly<z.infer<z.ZodObject<typeof agentConfig>>>;
@@ -70,7 +80,7 @@ export function isStandby(env: NodeJS.ProcessEnv = process.env): boolean {
 }
 
 // The assignment supplies these instead of the environment.
-const { CORRAL_CONTROL_PLANE_URL, CORRAL_RUN_ID, CORRAL_ATTEMPT, CORRAL_WORK_DIR, ...standbyShape } = agentConfig;
+const { CORRAL_CONTROL_PLANE_URL, CORRAL_RUN_ID, CORRAL_ATTEMPT, CORRAL_WORK_DIR, TRACEPARENT, TRACESTATE, ...standbyShape } = agentConfig;
 
 export const standbyConfig = {
   ...standbyShape,
@@ -90,13 +100,16 @@ export function loadStandbyConfig(env: NodeJS.ProcessEnv = process.env): Standby
   return config;
 }
 
-/** The line a standby agent waits for: `{"runId","attempt","credential","workDir","controlPlaneUrl"}`. */
+/** The line a standby agent waits for: `{"runId","attempt","credential","workDir","controlPlaneUrl"[,"traceparent","tracestate"]}`. */
 const standbyAssignment = z.object({
   runId: CORRAL_RUN_ID,
   attempt: z.number({ error: explain("a positive integer") }).int("expected a positive integer").positive("expected a positive integer"),
   credential: z.string({ error: explain("a string") }),
   workDir: z.string({ error: explain("an absolute path") }).refine(isAbsolute, "expected an absolute path"),
   controlPlaneUrl: CORRAL_CONTROL_PLANE_URL,
+  /** The launch's trace context, as TRACEPARENT/TRACESTATE for an agent started for its run. */
+  traceparent: TRACEPARENT,
+  tracestate: TRACESTATE,
 });
 
 export type StandbyAssignment = z.infer<typeof standbyAssignment>;

@@ -2,8 +2,12 @@ import { closeSync, readFileSync, writeSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { context } from "@opentelemetry/api";
 import { ConfigError } from "@corral/plumbing/config.ts";
 import { createLogger } from "@corral/plumbing/logger.ts";
+import { createTelemetry } from "@corral/plumbing/telemetry/create-telemetry.ts";
+import { contextFromTraceContext } from "@corral/plumbing/telemetry/trace-context.ts";
+import { createTracingInterceptor } from "@corral/plumbing/telemetry/tracing-interceptor.ts";
 import { attemptArtifacts } from "./artifacts/attempt-artifacts.ts";
 import { EXIT, runAgent } from "./attempt/run-agent.ts";
 import { isStandby, loadAgentConfig, loadStandbyConfig, readCredential, readStandbyAssignment, type AgentConfig } from "./config.ts";
@@ -45,6 +49,8 @@ async function standBy(): Promise<{ config: AgentConfig; credential: string }> {
     CORRAL_RUN_ID: assignment.runId,
     CORRAL_ATTEMPT: assignment.attempt,
     CORRAL_WORK_DIR: assignment.workDir,
+    TRACEPARENT: assignment.traceparent,
+    TRACESTATE: assignment.tracestate,
   });
   return { config, credential };
 }
@@ -65,6 +71,12 @@ try {
 
 // stderr is synchronous for files and pipes on Linux, so nothing is lost at process.exit.
 const logger = createLogger({ name: NAME, level: config.CORRAL_LOG_LEVEL, destination: process.stderr });
+// Spans of the attempt (steps, uploads, cancellation) join the run's trace through the
+// assignment; calls made before it (attach) join it through the launch's TRACEPARENT, if given.
+const telemetry = createTelemetry({ serviceName: NAME, config });
+const tracer = telemetry.tracing ? telemetry.tracer : undefined;
+const tracing = createTracingInterceptor({ tracer: telemetry.tracer, enabled: telemetry.tracing, side: "client", protocol: "grpc" });
+const launchContext = contextFromTraceContext({ traceparent: config.TRACEPARENT, tracestate: config.TRACESTATE });
 
 // The first SIGTERM/SIGINT cancels the attempt, which then completes as cancelled; a second
 // one exits at once (the runtime escalates to SIGKILL anyway).
@@ -84,7 +96,7 @@ const ownWorkDir = config.CORRAL_WORK_DIR === undefined;
 const workDir = config.CORRAL_WORK_DIR ?? (await mkdtemp(join(tmpdir(), "corral-agent-")));
 logger.info({ controlPlane: config.CORRAL_CONTROL_PLANE_URL, runId: config.CORRAL_RUN_ID, attempt: config.CORRAL_ATTEMPT, workDir, version: AGENT_VERSION }, "agent starting");
 
-const exit = await runAgent({
+const exit = await context.with(launchContext, () => runAgent({
   controlPlaneUrl: config.CORRAL_CONTROL_PLANE_URL,
   runId: config.CORRAL_RUN_ID,
   attempt: config.CORRAL_ATTEMPT,
@@ -98,14 +110,18 @@ const exit = await runAgent({
     flushIntervalMs: config.CORRAL_RUN_LOG_FLUSH_INTERVAL,
     uploadBudgetMs: config.CORRAL_ARTIFACT_UPLOAD_BUDGET,
     cancelBudgetMs: config.CORRAL_ARTIFACT_CANCEL_BUDGET,
+    interceptors: [tracing],
+    tracer,
   }),
+  interceptors: [tracing],
+  tracer,
   signal: stop.signal,
   reconnect: {
     initialDelayMs: config.CORRAL_RECONNECT_INITIAL_DELAY,
     maxDelayMs: config.CORRAL_RECONNECT_MAX_DELAY,
     giveUpAfterMs: config.CORRAL_RECONNECT_GIVE_UP,
   },
-});
+}));
 
 if (ownWorkDir) await rm(workDir, { recursive: true, force: true }).catch((error: unknown) => logger.warn({ err: error, workDir }, "could not remove the work dir"));
 if (exit.exitCode === EXIT.ok) logger.info({ exitCode: exit.exitCode }, exit.message);
@@ -113,5 +129,7 @@ else {
   logger.error({ exitCode: exit.exitCode, kind: exit.failure?.kind }, exit.message);
   process.stderr.write(`${NAME}: ${exit.message}\n`);
 }
-// Exit explicitly: a step's leftover handle must not keep a finished agent alive.
+// The attempt's spans go out before the process ends (bounded: a collector that is down must
+// not hold the exit). Exit explicitly: a step's leftover handle must not keep a finished agent alive.
+await telemetry.shutdown(2000);
 process.exit(exit.exitCode);

@@ -1,6 +1,8 @@
 import { stat } from "node:fs/promises";
 import { join } from "node:path";
 import type { Interceptor } from "@connectrpc/connect";
+import type { Tracer } from "@opentelemetry/api";
+import { inSpan } from "@corral/plumbing/telemetry/trace-context.ts";
 import { ArtifactUploadState } from "@corral/contract/corral/common/v1/run_event_pb.ts";
 import { ArtifactState } from "@corral/contract/corral/common/v1/run_spec_pb.ts";
 import type { ArtifactsContext, ArtifactsPort, AttemptArtifacts } from "../attempt/artifacts-port.ts";
@@ -28,7 +30,10 @@ export interface AttemptArtifactsSettings {
   /** The same for a cancelled attempt, which only finishes its run log: the scheduler is waiting. */
   cancelBudgetMs: number;
   retry?: ResumableUploadOptions["retry"];
+  /** Client interceptors of the artifact connection (tracing: uploads carry the run's trace). */
   interceptors?: Interceptor[];
+  /** A span per artifact upload; none without it. */
+  tracer?: Tracer;
 }
 
 /**
@@ -145,7 +150,18 @@ function startAttemptArtifacts(settings: AttemptArtifactsSettings, context: Arti
     },
   };
 
-  async function finishRunLog(remaining: () => number): Promise<void> {
+  /** An artifact's upload in its span (name and size; the RPCs it makes are its children). */
+  function traced(name: string, size: number | undefined, work: () => Promise<void>): Promise<void> {
+    if (!settings.tracer) return work();
+    const attributes = { "corral.artifact": name, ...(size === undefined ? {} : { "corral.artifact.size": size }) };
+    return inSpan(settings.tracer, "corral.artifact.upload", { attributes }, work);
+  }
+
+  function finishRunLog(remaining: () => number): Promise<void> {
+    return traced(logName, runLog?.size, () => finishRunLogNow(remaining));
+  }
+
+  async function finishRunLogNow(remaining: () => number): Promise<void> {
     if (!runLog || !logUpload || logProblem) {
       if (runLog && logProblem) logUpload?.abort(logProblem);
       failed(logName, logProblem ?? "the run log was not kept");
@@ -192,7 +208,11 @@ function startAttemptArtifacts(settings: AttemptArtifactsSettings, context: Arti
     await upload(name, file, written.value.bytes, "text/x-diff", remaining);
   }
 
-  async function upload(name: string, path: string, size: number, contentType: string, remaining: () => number): Promise<void> {
+  function upload(name: string, path: string, size: number, contentType: string, remaining: () => number): Promise<void> {
+    return traced(name, size, () => uploadNow(name, path, size, contentType, remaining));
+  }
+
+  async function uploadNow(name: string, path: string, size: number, contentType: string, remaining: () => number): Promise<void> {
     status(name, ArtifactUploadState.UPLOADING, { sizeBytes: 0 });
     try {
       const stored = await uploadFile({ ...uploadOptions, name, path, size, contentType, deadlineMs: remaining() });

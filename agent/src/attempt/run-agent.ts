@@ -1,5 +1,6 @@
 import { join } from "node:path";
 import type { Interceptor } from "@connectrpc/connect";
+import type { Tracer } from "@opentelemetry/api";
 import { CompletionOutcome } from "@corral/contract/corral/runner/v1/runner_service_pb.ts";
 import type { Logger } from "@corral/plumbing/logger.ts";
 import { createAgentSession, type AgentSessionOptions } from "../session/agent-session.ts";
@@ -41,6 +42,8 @@ export interface RunAgentOptions {
   outbox?: AgentSessionOptions["outbox"];
   welcomeTimeoutMs?: number;
   interceptors?: Interceptor[];
+  /** Spans of the attempt, in the run's trace (see run-attempt); none without it. */
+  tracer?: Tracer;
 }
 
 export interface AgentExit {
@@ -86,6 +89,7 @@ export async function runAgent(options: RunAgentOptions): Promise<AgentExit> {
       agentVersion: options.agentVersion,
       logger: options.logger,
       signal: options.signal,
+      tracer: options.tracer,
     });
     const ended = await session.finished();
     // The control plane has the completion, which is what the exit code reports; events

@@ -5,6 +5,8 @@ import { Phase } from "@corral/contract/corral/common/v1/run_event_pb.ts";
 import { ArtifactState, RunSpecSchema } from "@corral/contract/corral/common/v1/run_spec_pb.ts";
 import { CompletionOutcome } from "@corral/contract/corral/runner/v1/runner_service_pb.ts";
 import type { Logger } from "@corral/plumbing/logger.ts";
+import { context, SpanStatusCode, type Span, type Tracer } from "@opentelemetry/api";
+import { contextFromTraceContext, inSpan, runAttributes } from "@corral/plumbing/telemetry/trace-context.ts";
 import { CancelRequest } from "../pipeline/cancel-request.ts";
 import {
   LOG_STREAM_TO_PROTO,
@@ -34,6 +36,11 @@ export interface RunAttemptOptions {
    * running step is stopped and the attempt completes as cancelled.
    */
   signal?: AbortSignal;
+  /**
+   * The attempt's span, a child of the assignment's trace context (the control plane's attach
+   * span in the run's trace), with the steps, uploads and a cancellation inside; none without it.
+   */
+  tracer?: Tracer;
 }
 
 export interface AttemptOutcome {
@@ -52,12 +59,38 @@ export interface AttemptOutcome {
  * Rejects only with the session's SessionFailure.
  */
 export async function runAttempt(options: RunAttemptOptions): Promise<AttemptOutcome> {
+  const { tracer } = options;
+  if (!tracer) return attempt(options);
+  const { assignment } = options.attached;
+  const traceContext = assignment.traceContext;
+  return inSpan(
+    tracer,
+    "corral.attempt",
+    {
+      parent: traceContext?.traceparent ? contextFromTraceContext(traceContext) : context.active(),
+      attributes: runAttributes({ runId: assignment.runId, attempt: assignment.attempt, repositoryUrl: assignment.spec?.repositoryUrl }),
+    },
+    async (span) => {
+      const outcome = await attempt(options);
+      span.setAttribute("corral.status", outcome.status);
+      if (outcome.status === "failed") span.setStatus({ code: SpanStatusCode.ERROR, message: outcome.reason ?? "failed" });
+      return outcome;
+    },
+  );
+}
+
+async function attempt(options: RunAttemptOptions): Promise<AttemptOutcome> {
   const { session, attached } = options;
   const { assignment } = attached;
   const log = options.logger.child({ runId: assignment.runId, attempt: assignment.attempt });
   const controller = new AbortController();
+  // From the cancel (pushed, or the agent's own SIGTERM) to the pipeline's end: how long stopping took.
+  const attemptContext = context.active();
+  let cancelSpan: Span | undefined;
   const stopWith = (reason: string, graceMs?: number) => {
-    if (!controller.signal.aborted) controller.abort(new CancelRequest(reason, graceMs));
+    if (controller.signal.aborted) return;
+    cancelSpan = options.tracer?.startSpan("corral.cancel", { attributes: graceMs === undefined ? {} : { "corral.cancel.grace_ms": graceMs } }, attemptContext);
+    controller.abort(new CancelRequest(reason, graceMs));
   };
   let phase: Phase = Phase.UNSPECIFIED;
   const enterPhase = (next: Phase) => {
@@ -103,6 +136,8 @@ export async function runAttempt(options: RunAttemptOptions): Promise<AttemptOut
   } finally {
     unsubscribeCancel();
     options.signal?.removeEventListener("abort", onStopSignal);
+    cancelSpan?.setAttribute("corral.status", result?.status ?? "unknown");
+    cancelSpan?.end();
   }
   const ended = result!;
 
@@ -144,6 +179,7 @@ async function runPipelineSafely(
       gitCredentials: credentials?.password ? { username: credentials.username, password: credentials.password, urlPrefix: credentials.urlPrefix } : undefined,
       signal,
       observer,
+      ...(options.tracer ? { tracer: options.tracer } : {}),
     });
   } catch (error) {
     // The pipeline promises not to reject; if it does, the attempt still completes.

@@ -1,5 +1,7 @@
 import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
+import { SpanStatusCode, type Tracer } from "@opentelemetry/api";
+import { inSpan } from "@corral/plumbing/telemetry/trace-context.ts";
 import { describeAbortReason } from "./cancel-request.ts";
 import { prepareAgentCommand } from "./command-template.ts";
 import { openGitCredentials, type GitCredentials } from "./git-credentials.ts";
@@ -75,6 +77,8 @@ export interface RunPipelineOptions {
    * attach credential) never reach a step.
    */
   stepEnv?: Readonly<Record<string, string>>;
+  /** A span per step (clone, agent, each validation, commit, push) under the active one; none without it. */
+  tracer?: Tracer;
 }
 
 export interface PipelineResult {
@@ -229,7 +233,7 @@ export async function runPipeline(options: RunPipelineOptions): Promise<Pipeline
     observer.stepStarted({ name: step.name, kind: step.kind, timeoutMs: step.timeoutMs });
     const started = performance.now();
     const output = redactedOutput(step.name);
-    const report = await step.run(output.write);
+    const report = options.tracer ? await tracedStep(options.tracer, step, output.write) : await step.run(output.write);
     output.end();
     const finished: StepFinishedEvent = { name: step.name, kind: step.kind, outcome: report.outcome, durationMs: Math.round(performance.now() - started) };
     if (report.exitCode !== undefined) finished.exitCode = report.exitCode;
@@ -287,6 +291,23 @@ export async function runPipeline(options: RunPipelineOptions): Promise<Pipeline
       },
     };
   }
+}
+
+/** One step in its span: kind, name, outcome and exit code, never its command or output. */
+function tracedStep(tracer: Tracer, step: PlannedStep, onOutput: OutputListener): Promise<StepReport> {
+  return inSpan(
+    tracer,
+    `corral.step.${step.kind}`,
+    { attributes: { "corral.step.name": step.name, "corral.step.kind": step.kind, "corral.step.timeout_ms": step.timeoutMs } },
+    async (span) => {
+      const report = await step.run(onOutput);
+      span.setAttribute("corral.step.outcome", report.outcome);
+      if (report.exitCode !== undefined) span.setAttribute("corral.step.exit_code", report.exitCode);
+      if (report.signal !== undefined) span.setAttribute("corral.step.signal", report.signal);
+      if (report.outcome !== "succeeded" && report.outcome !== "cancelled") span.setStatus({ code: SpanStatusCode.ERROR, message: report.outcome });
+      return report;
+    },
+  );
 }
 
 function inheritedStepEnv(): Record<string, string> {
