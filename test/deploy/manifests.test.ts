@@ -9,6 +9,7 @@ import { REQUIRED_ACCESS } from "@corral/scheduler/runtime/kubernetes/preflight-
 import { schedulerConfig } from "@corral/scheduler/config.ts";
 import { controlPlaneConfig } from "@corral/control-plane/config.ts";
 import { artifactConfig } from "@corral/artifact/config.ts";
+import { webConfig } from "@corral/web/config.ts";
 import { loadConfig } from "@corral/plumbing/config.ts";
 import { TOOLS_BIN } from "../support/tools.ts";
 import {
@@ -41,6 +42,14 @@ const SERVICES = [
   const schema = s.config[s.listenVar] as { parse(v: unknown): { host: string; port: number } };
   return { ...s, port: schema.parse(undefined).port, image: `corral-${s.name}`, resource: `corral-${s.name}` };
 });
+
+/** The dashboard: a service like the others, but HTTP/1.1 for browsers and no database. */
+const WEB = (() => {
+  const listen = (webConfig.CORRAL_WEB_LISTEN as { parse(v: unknown): { host: string; port: number } }).parse(undefined);
+  return { name: "web", listenVar: "CORRAL_WEB_LISTEN", config: webConfig as Record<string, unknown>, port: listen.port, image: "corral-web", resource: "corral-web" };
+})();
+/** Every image built from service.Dockerfile, and every Deployment of the base. */
+const ALL_SERVICES = [...SERVICES, WEB];
 
 /** Variables set in a Deployment ahead of the code that reads them, and who will read them. */
 const PENDING_ENV: Record<string, string[]> = {
@@ -75,7 +84,7 @@ interface SecurityContext {
 interface Probe {
   grpc?: { port: number; service?: string };
   exec?: { command: string[] };
-  httpGet?: unknown;
+  httpGet?: { path: string; port: number | string };
   tcpSocket?: unknown;
 }
 interface EnvVar {
@@ -240,10 +249,10 @@ describe("deploy assets", () => {
       assert.ok(skaffold.deploy.kubectl !== undefined, "deploy.kubectl is not set");
     });
 
-    it("builds the three services and the agent, each from a Dockerfile and target that exist", () => {
+    it("builds the three services, the dashboard and the agent, each from a Dockerfile and target that exist", () => {
       assert.deepEqual(
         skaffold.build.artifacts.map((a) => a.image).sort(),
-        ["corral-agent", "corral-artifact", "corral-control-plane", "corral-scheduler"],
+        ["corral-agent", "corral-artifact", "corral-control-plane", "corral-scheduler", "corral-web"],
       );
       for (const artifact of skaffold.build.artifacts) {
         assert.equal(artifact.context ?? ".", ".", `${artifact.image}: the context must be the repository root (npm workspaces)`);
@@ -257,10 +266,10 @@ describe("deploy assets", () => {
       }
     });
 
-    it("port-forwards each service's port, and the Jaeger UI, from its Service in the dev namespace", () => {
+    it("port-forwards each service's port, the dashboard's, and the Jaeger UI, from its Service in the dev namespace", () => {
       assert.deepEqual(
         skaffold.portForward.map((f) => [f.resourceType.toLowerCase(), f.resourceName, f.namespace, f.port, f.localPort]),
-        [...SERVICES.map((s) => ["service", s.resource, NAMESPACE, s.port, s.port]), ["service", "corral-jaeger", NAMESPACE, 16686, 16686]],
+        [...ALL_SERVICES.map((s) => ["service", s.resource, NAMESPACE, s.port, s.port]), ["service", "corral-jaeger", NAMESPACE, 16686, 16686]],
       );
     });
   });
@@ -303,7 +312,7 @@ describe("deploy assets", () => {
     });
 
     it("run each service's main.ts as uid 10001, listening on 0.0.0.0 at its port", () => {
-      for (const service of SERVICES) {
+      for (const service of ALL_SERVICES) {
         const { dockerfile, stage } = targetOf(service.image);
         const main = `services/${service.name}/src/main.ts`;
         assert.deepEqual(execForm(effective(dockerfile, stage, "CMD")), ["node", main], `${service.image}: CMD`);
@@ -316,7 +325,7 @@ describe("deploy assets", () => {
 
     it("install only the production dependencies of the workspace an image runs", () => {
       const targets = [
-        ...SERVICES.map((s) => ({ image: s.image, workspace: `services/${s.name}` })),
+        ...ALL_SERVICES.map((s) => ({ image: s.image, workspace: `services/${s.name}` })),
         { image: "corral-agent", workspace: "agent" },
       ];
       for (const { image, workspace } of targets) {
@@ -404,9 +413,9 @@ describe("deploy assets", () => {
       });
     });
 
-    it("holds the three services, namespace-agnostic", () => {
+    it("holds the three services and the dashboard, namespace-agnostic", () => {
       for (const kind of ["Deployment", "Service", "ServiceAccount"]) {
-        assert.deepEqual(objects.filter((o) => o.kind === kind).map((o) => o.metadata.name).sort(), SERVICES.map((s) => s.resource).sort(), kind);
+        assert.deepEqual(objects.filter((o) => o.kind === kind).map((o) => o.metadata.name).sort(), ALL_SERVICES.map((s) => s.resource).sort(), kind);
       }
       for (const o of objects) assert.equal(o.metadata.namespace, undefined, `${o.kind}/${o.metadata.name} sets a namespace`);
     });
@@ -464,7 +473,7 @@ describe("deploy assets", () => {
     it("gives every workload limits, probes and the restricted securityContext", () => {
       assert.deepEqual(
         all<Workload>("Deployment").map((d) => d.metadata.name).sort(),
-        [...SERVICES.map((s) => s.resource), "corral-jaeger"].sort(),
+        [...ALL_SERVICES.map((s) => s.resource), "corral-jaeger"].sort(),
       );
       const problems = workloads().flatMap((w) => podProblems(`${w.kind}/${w.metadata.name}`, w.spec.template.spec));
       assert.deepEqual(problems, []);
@@ -550,11 +559,67 @@ describe("deploy assets", () => {
       });
     }
 
+    describe(WEB.resource, () => {
+      const deployment = () => one<Workload>("Deployment", WEB.resource);
+      const container = () => {
+        const containers = deployment().spec.template.spec.containers;
+        assert.equal(containers.length, 1, "one container");
+        return containers[0]!;
+      };
+
+      it(`runs ${WEB.image}, listening on 0.0.0.0:${WEB.port}, probed over HTTP/1.1 at /healthz`, () => {
+        const c = container();
+        assert.equal(imageName(c.image), WEB.image);
+        assert.deepEqual(c.ports?.map((p) => p.containerPort), [WEB.port]);
+        assert.equal(c.env?.find((e) => e.name === WEB.listenVar)?.value, `0.0.0.0:${WEB.port}`);
+        for (const probe of [c.readinessProbe, c.livenessProbe]) {
+          assert.equal(probe?.httpGet?.path, "/healthz");
+          const port = probe!.httpGet!.port;
+          assert.equal(typeof port === "number" ? port : c.ports?.find((p) => p.name === port)?.containerPort, WEB.port);
+        }
+      });
+
+      it("sets only variables it reads, and starts with a configuration that passes its validation; no database", () => {
+        const env: Record<string, string> = {};
+        for (const e of container().env ?? []) {
+          assert.ok(e.name in WEB.config, `${e.name} is not a web setting`);
+          const ref = e.valueFrom?.secretKeyRef;
+          const data = ref ? one<K8sObject & { data?: Record<string, string> }>("Secret", ref.name).data?.[ref.key] : undefined;
+          env[e.name] = ref ? Buffer.from(data ?? "", "base64").toString("utf8") : e.value ?? "";
+        }
+        assert.equal(env["DATABASE_URL"], undefined);
+        const config = loadConfig(webConfig, env) as Record<string, unknown>;
+        assert.deepEqual(config[WEB.listenVar], { host: "0.0.0.0", port: WEB.port });
+      });
+
+      it("has its own ServiceAccount, without a token", () => {
+        const pod = deployment().spec.template.spec;
+        assert.equal(pod.serviceAccountName, WEB.resource);
+        assert.equal(pod.automountServiceAccountToken, false);
+        assert.equal(one<K8sObject & { automountServiceAccountToken?: boolean }>("ServiceAccount", WEB.resource).automountServiceAccountToken, false);
+        assert.equal(pod.enableServiceLinks, false);
+        assert.ok(pod.terminationGracePeriodSeconds! > 5);
+      });
+
+      it(`has a Service that routes port ${WEB.port} to it alone`, () => {
+        const svc = one<Service>("Service", WEB.resource);
+        assert.ok(selects(svc.spec.selector, deployment().spec.template.metadata.labels));
+        const others = workloads().filter((w) => w.metadata.name !== WEB.resource && selects(svc.spec.selector, w.spec.template.metadata.labels));
+        assert.deepEqual(others.map((w) => w.metadata.name), []);
+        assert.equal(svc.spec.ports.length, 1);
+        const target = svc.spec.ports[0]!.targetPort ?? svc.spec.ports[0]!.port;
+        assert.equal(svc.spec.ports[0]!.port, WEB.port);
+        assert.equal(typeof target === "number" ? target : container().ports?.find((p) => p.name === target)?.containerPort, WEB.port);
+      });
+    });
+
     it("points the services at each other through their Services", () => {
       const urls = [
         { deployment: "corral-scheduler", variable: "CORRAL_CONTROL_PLANE_URL", service: "corral-control-plane" },
         { deployment: "corral-control-plane", variable: "CORRAL_ARTIFACT_URL", service: "corral-artifact" },
         { deployment: "corral-scheduler", variable: "CORRAL_ARTIFACT_URL", service: "corral-artifact" },
+        { deployment: "corral-web", variable: "CORRAL_SCHEDULER_URL", service: "corral-scheduler" },
+        { deployment: "corral-web", variable: "CORRAL_ARTIFACT_URL", service: "corral-artifact" },
       ];
       for (const { deployment, variable, service } of urls) {
         const value = one<Workload>("Deployment", deployment).spec.template.spec.containers[0]!.env?.find((e) => e.name === variable)?.value;
@@ -630,14 +695,15 @@ describe("deploy assets", () => {
       assert.equal(deployment.spec.strategy?.type, "Recreate");
     });
 
-    it("gives the artifact service and the scheduler the same service token, from a Secret, long enough", () => {
-      const refs = ["corral-artifact", "corral-scheduler"].map((name) => {
+    it("gives the artifact service, the scheduler and the dashboard the same service token, from a Secret, long enough", () => {
+      const refs = ["corral-artifact", "corral-scheduler", "corral-web"].map((name) => {
         const env = one<Workload>("Deployment", name).spec.template.spec.containers[0]!.env?.find((e) => e.name === "CORRAL_ARTIFACT_SERVICE_TOKEN");
         assert.equal(env?.value, undefined, `${name}: a literal token`);
         assert.ok(env?.valueFrom?.secretKeyRef, `${name}: the token is not from a Secret`);
         return env.valueFrom.secretKeyRef;
       });
       assert.deepEqual(refs[0], refs[1]);
+      assert.deepEqual(refs[0], refs[2]);
       const secret = one<K8sObject & { data?: Record<string, string> }>("Secret", refs[0]!.name);
       const token = Buffer.from(secret.data?.[refs[0]!.key] ?? "", "base64").toString("utf8");
       assert.ok(token.length >= 32, "the artifact service refuses tokens under 32 characters");

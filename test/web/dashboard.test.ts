@@ -11,6 +11,27 @@ import { chromiumMissing, launchChromium, screenshotPath } from "../support/brow
 import { startStackFixture, type StackFixture } from "../support/stack.ts";
 import { startWebFixture } from "../support/web.ts";
 
+// The functions handed to page.evaluate and page.waitForFunction run in the browser, where these
+// exist; the test program is typed for Node, so they are declared here, for this file only.
+interface PageElement {
+  textContent: string | null;
+  id: string;
+  tagName: string;
+  getAttribute(name: string): string | null;
+}
+declare const document: {
+  querySelector(selector: string): PageElement | null;
+  querySelectorAll(selector: string): Iterable<PageElement> & { length: number };
+  activeElement: PageElement | null;
+  body: unknown;
+};
+declare const window: unknown;
+declare function getComputedStyle(element: PageElement): { outlineStyle: string };
+declare class MutationObserver {
+  constructor(callback: () => void);
+  observe(target: unknown, options: Record<string, unknown>): void;
+}
+
 const TERMINAL: RunStatus[] = [RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED];
 
 /**

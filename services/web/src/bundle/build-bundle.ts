@@ -61,7 +61,9 @@ export async function buildBundle(options: BundleOptions = {}): Promise<void> {
   const uiDir = resolve(options.uiDir ?? UI_DIR);
   const outDir = resolve(options.outDir ?? BUNDLE_DIR);
   // Loaded only to build: an image whose bundle is fresh never needs esbuild's binary.
-  const esbuild = await import("esbuild");
+  const esbuild = await import("esbuild").catch((error: unknown) => {
+    throw new Error(`the dashboard bundle in ${outDir} is missing or stale, and esbuild, which builds it, cannot be loaded (${(error as Error).message})`);
+  });
   const staging = join(outDir, "..", `.${basename(outDir)}-${process.pid}-${randomBytes(4).toString("hex")}`);
   try {
     const result = await esbuild.build({
