@@ -4,9 +4,9 @@ import { webConfig } from "@corral/web/config.ts";
 import { startWeb, type WebServer } from "@corral/web/start-web.ts";
 
 /** The real web service (the dashboard) on a free port, in front of the given scheduler and artifact service. */
-export async function startWebFixture(env: { schedulerUrl: string; artifactUrl: string; token?: string }): Promise<WebServer> {
+export async function startWebFixture(env: { schedulerUrl: string; artifactUrl: string; token?: string; listen?: string }): Promise<WebServer> {
   const config = loadConfig(webConfig, {
-    CORRAL_WEB_LISTEN: "127.0.0.1:0",
+    CORRAL_WEB_LISTEN: env.listen ?? "127.0.0.1:0",
     CORRAL_SCHEDULER_URL: env.schedulerUrl,
     CORRAL_ARTIFACT_URL: env.artifactUrl,
     ...(env.token ? { CORRAL_ARTIFACT_SERVICE_TOKEN: env.token } : {}),

@@ -283,9 +283,9 @@ describe("dashboard in Chromium", function () {
     assert.equal(await headingStatus(), "completed");
   });
 
-  it("resumes the run page after a scheduler restart, without losing or repeating an event", async () => {
+  it("resumes the run page after a scheduler restart and a web service restart, without losing or repeating an event", async () => {
     const repo = await remote();
-    const run = await submit(repo.url, "for i in $(seq 1 40); do echo line $i; sleep 0.2; done; echo done >> README.md");
+    const run = await submit(repo.url, "for i in $(seq 1 60); do echo line $i; sleep 0.2; done; echo done >> README.md");
     await page.goto(url(`/runs/${run.id}`));
     // Record every connection state the page shows.
     await page.evaluate(() => {
@@ -294,6 +294,12 @@ describe("dashboard in Chromium", function () {
     });
     await page.waitForFunction(() => Number(document.querySelector("[data-events-received]")?.getAttribute("data-events-received")) >= 12, undefined, { timeout: 30_000 });
     await stack.restartScheduler();
+    const afterScheduler = Number(await page.locator("[data-events-received]").getAttribute("data-events-received"));
+    await page.waitForFunction((n) => Number(document.querySelector("[data-events-received]")?.getAttribute("data-events-received")) > n + 5, afterScheduler, { timeout: 30_000 });
+    // The web service itself goes away and comes back on the same port: the page's streams break, and resume.
+    const port = web.server.port;
+    await web.close(100);
+    web = await startWebFixture({ schedulerUrl: stack.scheduler.server.url, artifactUrl: stack.artifacts!.url, token: ARTIFACT_SERVICE_TOKEN, listen: `127.0.0.1:${port}` });
     await waitForStatus("completed");
     await page.waitForSelector('[data-log-state="finished"]', { timeout: 15_000 });
 
@@ -307,6 +313,6 @@ describe("dashboard in Chromium", function () {
     const stored = await stack.sql.one<{ n: string }>("select count(*) as n from events where run_id = ?", [run.id]);
     assert.equal(received, Number(stored!.n), "every stored event reached the page");
     const log = (await page.locator("pre.log").textContent()) ?? "";
-    for (let i = 1; i <= 40; i++) assert.match(log, new RegExp(`\\| line ${i}\\n`));
+    for (let i = 1; i <= 60; i++) assert.match(log, new RegExp(`\\| line ${i}\\n`));
   });
 });
