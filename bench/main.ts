@@ -3,6 +3,7 @@ import { stopSharedPostgres } from "../test/support/postgres.ts";
 import { benchIngest } from "./ingest.ts";
 import { benchRuns } from "./runs.ts";
 import { benchArtifacts } from "./artifacts.ts";
+import { benchAttached } from "./attached.ts";
 import { printTable, type Figure } from "./stats.ts";
 
 /**
@@ -17,6 +18,14 @@ try {
   figures.push(...(await benchIngest({ events: quick ? 5000 : 50_000, streams: 50 })));
   console.log("bench: cancel latency and submit → attached, with real agents…");
   figures.push(...(await benchRuns({ cancels: quick ? 32 : 200, submits: quick ? 10 : 30 })));
+  console.log("bench: idle attached streams held by one control-plane process, and their database statements…");
+  figures.push(
+    ...(await benchAttached(
+      quick
+        ? { streams: 200, steps: [100, 200], heartbeatMs: 1000, idleWindowMs: 5000 }
+        : { streams: 2000, steps: [500, 1000, 2000], heartbeatMs: 5000, idleWindowMs: 30_000 },
+    )),
+  );
   console.log("bench: artifact upload and download…");
   figures.push(...(await benchArtifacts({ megabytes: quick ? 64 : 1024 })));
 } finally {

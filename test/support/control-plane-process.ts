@@ -10,6 +10,8 @@ export interface ControlPlaneProcess {
   readonly pid: number;
   /** How many processes were started so far. */
   readonly starts: number;
+  /** The running process (for IPC with a preloaded module). */
+  readonly child: ChildProcess;
   /** kill -9: no drain, no goodbye to the streams. Resolves once the process is gone. */
   kill9(): Promise<void>;
   /** Starts a new process on the same port (after kill9); resolves when it serves. */
@@ -31,7 +33,12 @@ export async function freePort(): Promise<number> {
  * (fork, IPC "ready"), on a fixed port so that agents find the next process where the last one
  * was. Its log goes to `logFile`.
  */
-export async function startControlPlaneProcess(env: Record<string, string>, logFile: string, port?: number): Promise<ControlPlaneProcess> {
+export async function startControlPlaneProcess(
+  env: Record<string, string>,
+  logFile: string,
+  port?: number,
+  options: { execArgv?: string[] } = {},
+): Promise<ControlPlaneProcess> {
   const fixedPort = port ?? (await freePort());
   const entry = fileURLToPath(import.meta.resolve("@corral/control-plane/main.ts"));
   let child: ChildProcess | undefined;
@@ -42,6 +49,7 @@ export async function startControlPlaneProcess(env: Record<string, string>, logF
     const started = fork(entry, [], {
       env: { ...process.env, CORRAL_LOG_LEVEL: "info", ...env, CORRAL_CONTROL_PLANE_LISTEN: `127.0.0.1:${fixedPort}` },
       stdio: ["ignore", fd, fd, "ipc"],
+      execArgv: [...process.execArgv, ...(options.execArgv ?? [])],
     });
     closeSync(fd);
     child = started;
@@ -78,6 +86,9 @@ export async function startControlPlaneProcess(env: Record<string, string>, logF
     },
     get starts() {
       return starts;
+    },
+    get child() {
+      return child!;
     },
     kill9: () => stop("SIGKILL"),
     start,
