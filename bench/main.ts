@@ -4,6 +4,7 @@ import { benchIngest } from "./ingest.ts";
 import { benchRuns } from "./runs.ts";
 import { benchArtifacts } from "./artifacts.ts";
 import { benchAttached } from "./attached.ts";
+import { benchAdmission } from "./admission.ts";
 import { printTable, type Figure } from "./stats.ts";
 
 /**
@@ -26,6 +27,8 @@ try {
         : { streams: 2000, steps: [500, 1000, 2000], heartbeatMs: 5000, idleWindowMs: 30_000 },
     )),
   );
+  console.log("bench: runs admitted and launched per second, 1 and 3 schedulers, no-op runtime…");
+  figures.push(...(await benchAdmission({ runs: quick ? 500 : 3000 })));
   console.log("bench: artifact upload and download…");
   figures.push(...(await benchArtifacts({ megabytes: quick ? 64 : 1024 })));
 } finally {

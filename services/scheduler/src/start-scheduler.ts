@@ -31,7 +31,7 @@ export interface Scheduler extends RunningService {
   isReconcilerLeader(): boolean;
 }
 
-export async function startScheduler(config: SchedulerConfig, logger: Logger, options: { agentEnv?: Record<string, string> } = {}): Promise<Scheduler> {
+export async function startScheduler(config: SchedulerConfig, logger: Logger, options: { agentEnv?: Record<string, string>; runtimes?: RuntimeBackend[] } = {}): Promise<Scheduler> {
   if (!config.CORRAL_RUNTIMES.includes(config.CORRAL_DEFAULT_RUNTIME)) {
     throw new Error(`CORRAL_DEFAULT_RUNTIME: ${config.CORRAL_DEFAULT_RUNTIME} is not among CORRAL_RUNTIMES (${config.CORRAL_RUNTIMES.join(", ")})`);
   }
@@ -98,6 +98,11 @@ export async function startScheduler(config: SchedulerConfig, logger: Logger, op
     }
     if (config.CORRAL_RUNTIMES.includes("kubernetes")) {
       runtimes.set("kubernetes", createKubernetesRuntime({ ...kubernetesSettings(config, { CORRAL_LOG_LEVEL: config.CORRAL_LOG_LEVEL, ...telemetryEnv(config) }), logger }));
+    }
+    // Backends given by the caller stand in for the configured ones of the same name (a benchmark's no-op runtime).
+    for (const backend of options.runtimes ?? []) {
+      await runtimes.get(backend.name)?.close();
+      runtimes.set(backend.name, backend);
     }
     // A runtime that cannot launch is a configuration problem: say what to fix now, not at the first run.
     for (const backend of runtimes.values()) {
