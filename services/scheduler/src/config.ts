@@ -89,6 +89,11 @@ export const schedulerConfig = {
   CORRAL_DOCKER_HOST: z.string().min(1).optional(),
   /** ca.pem, cert.pem and key.pem for an https:// engine; unset: DOCKER_CERT_PATH. */
   CORRAL_DOCKER_CERT_PATH: z.string().optional(),
+  /**
+   * This installation's name on the engine: its containers carry it as a label, and only they
+   * are its orphans. Installations sharing one engine need different scopes.
+   */
+  CORRAL_DOCKER_SCOPE: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/, "expected letters, digits, '_', '.', '-'").default("default"),
   /** The runner agent's image, present on the engine (deploy/docker/build-agent-image.sh builds it without a registry). */
   CORRAL_DOCKER_AGENT_IMAGE: z.string().min(1).default("corral-agent:latest"),
   /** The network of agent containers: bridge, host, or a user-defined network. */

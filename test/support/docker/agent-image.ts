@@ -7,9 +7,9 @@ import { PODMAN_CACHE, podman, podmanEnvironment } from "./podman.ts";
 
 const ROOT = fileURLToPath(new URL("../../../", import.meta.url));
 const REPOSITORY = "localhost/corral-agent";
-const INPUTS_LABEL = "corral.dev/test-image-inputs";
+const INPUTS_LABEL = "corral-test.image-inputs";
 // Everything the image is made from: the script, the Dockerfile and its context.
-const INPUT_FILES = ["deploy/docker/build-agent-image.sh", "deploy/docker/agent.Dockerfile", "deploy/docker/agent.Dockerfile.dockerignore", "package.json", "package-lock.json", ".npmrc"];
+const INPUT_FILES = ["test/support/docker/agent-image.ts", "deploy/docker/build-agent-image.sh", "deploy/docker/agent.Dockerfile", "deploy/docker/agent.Dockerfile.dockerignore", "package.json", "package-lock.json", ".npmrc"];
 const INPUT_DIRS = ["agent", "plumbing/src", "proto/gen"];
 
 /** A hash of the agent image's inputs: the image is rebuilt only when one changes. */

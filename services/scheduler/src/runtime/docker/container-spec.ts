@@ -4,6 +4,8 @@ import { containerLabels, containerName } from "./container-names.ts";
 
 /** How agent containers look; compiled once from the scheduler's configuration. */
 export interface ContainerShape {
+  /** This installation's containers on a shared engine (CORRAL_DOCKER_SCOPE). */
+  scope: string;
   image: string;
   /** host, bridge, none, or a user-defined network the control plane is reachable from. */
   network: string;
@@ -25,7 +27,9 @@ export interface BindMount {
   readOnly: boolean;
 }
 
-export const WORK_DIR = "/workspace";
+// Not the image's /workspace: podman gives a tmpfs mounted over an existing directory that
+// directory's mode (0750) and root as owner, whatever the mount options say.
+export const WORK_DIR = "/work";
 // The image's agent command (deploy/docker/agent.Dockerfile's CMD), run by the wrapper below.
 const AGENT_COMMAND = ["node", "agent/src/main.ts"];
 
@@ -90,7 +94,7 @@ export function agentContainer(shape: ContainerShape, request: LaunchRequest, co
     Image: shape.image,
     Cmd: ["/bin/sh", "-c", AGENT_WRAPPER, "corral-agent", ...AGENT_COMMAND],
     Env: Object.entries(env).map(([name, value]) => `${name}=${value}`),
-    Labels: containerLabels(request.runId, request.attempt),
+    Labels: containerLabels(request.runId, request.attempt, shape.scope),
     User: shape.user,
     AttachStdin: true,
     OpenStdin: true,

@@ -2,7 +2,7 @@ import type Docker from "dockerode";
 import type { ContainerInspectInfo } from "dockerode";
 import type { Logger } from "@corral/plumbing/logger.ts";
 import type { FactListener, LaunchRequest, Observation, RuntimeBackend, RuntimeHandle } from "../runtime-backend.ts";
-import { attemptOf, containerName, MANAGED_FILTER } from "./container-names.ts";
+import { attemptOf, containerName, managedFilter } from "./container-names.ts";
 import { agentContainer, type ContainerShape } from "./container-spec.ts";
 import { containerFact } from "./container-facts.ts";
 import { attachStdin, connectEngine, type EngineAddress } from "./engine-connection.ts";
@@ -52,10 +52,10 @@ export function createDockerRuntime(options: DockerRuntimeOptions): RuntimeBacke
     const docker = connectEngine(address);
     const events = watchEngineEvents({
       docker,
-      labels: MANAGED_FILTER,
+      labels: managedFilter(shape.scope),
       logger,
       onEvent(event) {
-        const owner = attemptOf(event.attributes);
+        const owner = attemptOf(event.attributes, shape.scope);
         if (!owner || !FACT_EVENTS.has(event.action)) return;
         if (event.action === "oom") oomEvents.add(event.id);
         void report(owner.runId, owner.attempt);
@@ -102,9 +102,9 @@ export function createDockerRuntime(options: DockerRuntimeOptions): RuntimeBacke
   async function listManaged(): Promise<{ runId: string; attempt: number; handle: RuntimeHandle }[]> {
     const { docker } = connect();
     try {
-      const containers = await docker.listContainers({ all: true, filters: { label: MANAGED_FILTER } });
+      const containers = await docker.listContainers({ all: true, filters: { label: managedFilter(shape.scope) } });
       return containers.flatMap((c) => {
-        const owner = attemptOf(c.Labels);
+        const owner = attemptOf(c.Labels, shape.scope);
         return owner ? [{ ...owner, handle: { containerId: c.Id } }] : [];
       });
     } catch (error) {

@@ -12,6 +12,7 @@ export function dockerSettings(config: SchedulerConfig, agentEnv: Record<string,
     address: () => engineAddress(host, config.CORRAL_DOCKER_CERT_PATH ?? env.DOCKER_CERT_PATH),
     controlPlaneUrl: config.CORRAL_DOCKER_CONTROL_PLANE_URL ?? config.CORRAL_CONTROL_PLANE_URL,
     shape: {
+      scope: config.CORRAL_DOCKER_SCOPE,
       image: config.CORRAL_DOCKER_AGENT_IMAGE,
       network: config.CORRAL_DOCKER_NETWORK,
       user: config.CORRAL_DOCKER_USER,
