@@ -21,7 +21,7 @@ export async function benchAdmission(options: { runs: number }): Promise<Figure[
   const baseline = await tinyTransactionsPerSecond(Math.min(options.runs, 2000));
   const one = await admissionRate(1, options.runs);
   const three = await admissionRate(3, options.runs);
-  const name = { name: "one-row INSERT transactions/s, one client", value: baseline };
+  const name = { name: "one-row INSERT transactions per second, one client", value: baseline };
   return [
     { name: `runs admitted and launched, 1 scheduler (${options.runs} runs, no-op runtime)`, value: one, unit: "runs/s", baseline: name, target: { text: "≥ 500 runs/s", met: one >= 500 } },
     { name: `runs admitted and launched, 3 schedulers (${options.runs} runs, no-op runtime)`, value: three, unit: "runs/s", baseline: name, target: { text: "≥ 500 runs/s", met: three >= 500 } },

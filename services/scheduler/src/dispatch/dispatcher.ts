@@ -37,11 +37,15 @@ interface Admitted {
 const ACTIVE = "('launching', 'running', 'cancelling')";
 // One lock id for admission, so that concurrent schedulers count the same active runs.
 const ADMISSION_LOCK = 0x636f7272; // "corr"
+/** Runs claimed per admission transaction at most. */
+const ADMISSION_BATCH = 64;
+
+const pgArray = (values: (string | number)[]) => `{${values.join(",")}}`;
 
 /**
  * Takes queued runs in submission order, within the concurrency limits, and launches them.
- * Admission (counting active runs, claiming a run, minting its credential) is one short
- * transaction under an advisory lock, so several schedulers never launch a run twice nor
+ * Admission (counting active runs, claiming runs, minting their credentials) is one short
+ * transaction per batch of runs under an advisory lock, so several schedulers never launch a run twice nor
  * exceed a limit together; the launch itself happens after the commit.
  */
 export function createDispatcher(options: DispatcherOptions) {
@@ -49,61 +53,91 @@ export function createDispatcher(options: DispatcherOptions) {
   let running: Promise<void> | undefined;
   let again = false;
 
-  async function admitOne(): Promise<Admitted | undefined> {
+  /**
+   * Admits up to ADMISSION_BATCH queued runs in one transaction: under the lock, the queued runs
+   * whose repository has room are claimed in order, the limits applied among them too, and their
+   * attempts, credentials and statuses written with one statement each, so admission costs a
+   * few statements per batch rather than per run.
+   */
+  async function admitBatch(): Promise<Admitted[]> {
     return sql.transaction(async (trx) => {
       await sql.run("select pg_advisory_xact_lock(?)", [ADMISSION_LOCK], trx);
       const active = await sql.one<{ n: string }>(`select count(*) as n from runs where status in ${ACTIVE}`, [], trx);
-      if (Number(active!.n) >= options.maxConcurrentRuns) return undefined;
-      const run = await sql.one<{
+      const room = options.maxConcurrentRuns - Number(active!.n);
+      if (room <= 0) return [];
+      const repositoryActive = `(select count(*) from runs x where x.repository_url = r.repository_url and x.status in ${ACTIVE})`;
+      const candidates = await sql.all<{
         id: string; runtime: string; current_attempt: number; spec: { timeouts?: { run?: string; grace?: string }; limits?: Record<string, unknown> };
-        repository_url: string; trace_parent: string | null; trace_state: string | null; queue_wait_ms: number;
+        repository_url: string; trace_parent: string | null; trace_state: string | null; queue_wait_ms: number; repository_active: string;
       }>(
         // A retried run was queued again when it was last updated (nothing else updates a queued run).
         `select r.id, r.runtime, r.current_attempt, r.spec, r.repository_url, r.trace_parent, r.trace_state,
-                extract(epoch from now() - case when r.current_attempt = 0 then r.created_at else r.updated_at end) * 1000 as queue_wait_ms
+                extract(epoch from now() - case when r.current_attempt = 0 then r.created_at else r.updated_at end) * 1000 as queue_wait_ms,
+                ${repositoryActive} as repository_active
            from runs r
-          where r.status = 'queued'
-            and (select count(*) from runs x where x.repository_url = r.repository_url and x.status in ${ACTIVE}) < ?
+          where r.status = 'queued' and ${repositoryActive} < ?
           order by r.created_at, r.id
-          limit 1
+          limit ?
           for update skip locked`,
-        [options.maxRunsPerRepository],
+        [options.maxRunsPerRepository, Math.min(room, ADMISSION_BATCH)],
         trx,
       );
-      if (!run) return undefined;
-      const attempt = run.current_attempt + 1;
-      const { token, hash } = mintCredential();
-      const runTimeoutMs = durationJsonMs(run.spec.timeouts?.run) ?? 3_600_000;
-      await sql.run("insert into attempts (run_id, number, status, launched_at) values (?, ?, 'launching', now())", [run.id, attempt], trx);
+      // The per-repository limit among the runs of this batch; the first always fits.
+      const taken = new Map<string, number>();
+      const runs = candidates.filter((run) => {
+        const count = Number(run.repository_active) + (taken.get(run.repository_url) ?? 0);
+        if (count >= options.maxRunsPerRepository) return false;
+        taken.set(run.repository_url, (taken.get(run.repository_url) ?? 0) + 1);
+        return true;
+      });
+      if (runs.length === 0) return [];
+      const admitted = runs.map((run) => {
+        const { token, hash } = mintCredential();
+        const runTimeoutMs = durationJsonMs(run.spec.timeouts?.run) ?? 3_600_000;
+        const limits = run.spec.limits ?? {};
+        return {
+          hash,
+          admitted: {
+            runId: run.id,
+            attempt: run.current_attempt + 1,
+            runtime: run.runtime,
+            repositoryUrl: run.repository_url,
+            queueWaitMs: Number(run.queue_wait_ms),
+            traceContext: { traceparent: run.trace_parent, tracestate: run.trace_state },
+            credential: token,
+            timeouts: { runMs: runTimeoutMs, graceMs: durationJsonMs(run.spec.timeouts?.grace) ?? 10_000 },
+            limits: {
+              cpuMillis: Number(limits.cpuMillis ?? 0) || undefined,
+              memoryBytes: Number(limits.memoryBytes ?? 0) || undefined,
+              pids: Number(limits.pids ?? 0) || undefined,
+              diskBytes: Number(limits.diskBytes ?? 0) || undefined,
+            },
+          } satisfies Admitted,
+        };
+      });
+      // Arrays travel as PostgreSQL array literals: uuids, integers and hex digests need no quoting.
+      const ids = pgArray(admitted.map((a) => a.admitted.runId));
+      const attempts = pgArray(admitted.map((a) => a.admitted.attempt));
+      await sql.run(
+        "insert into attempts (run_id, number, status, launched_at) select id, n, 'launching', now() from unnest(?::uuid[], ?::int[]) as t(id, n)",
+        [ids, attempts],
+        trx,
+      );
       // The credential outlives the run's budget a little, so the agent can still complete.
       await sql.run(
-        "insert into credentials (run_id, attempt, token_hash, expires_at) values (?, ?, ?, now() + (? * interval '1 millisecond'))",
-        [run.id, attempt, hash, runTimeoutMs + 3_600_000],
+        `insert into credentials (run_id, attempt, token_hash, expires_at)
+         select id, n, h, now() + (ms * interval '1 millisecond') from unnest(?::uuid[], ?::int[], ?::text[], ?::bigint[]) as t(id, n, h, ms)`,
+        [ids, attempts, pgArray(admitted.map((a) => a.hash)), pgArray(admitted.map((a) => a.admitted.timeouts.runMs + 3_600_000))],
         trx,
       );
       await sql.run(
-        "update runs set status = 'launching', current_attempt = ?, launched_at = now(), updated_at = now() where id = ?",
-        [attempt, run.id],
+        `update runs r set status = 'launching', current_attempt = t.n, launched_at = now(), updated_at = now()
+           from unnest(?::uuid[], ?::int[]) as t(id, n) where r.id = t.id`,
+        [ids, attempts],
         trx,
       );
-      await sql.run("select pg_notify('corral_run_changed', ?)", [run.id], trx);
-      const limits = run.spec.limits ?? {};
-      return {
-        runId: run.id,
-        attempt,
-        runtime: run.runtime,
-        repositoryUrl: run.repository_url,
-        queueWaitMs: Number(run.queue_wait_ms),
-        traceContext: { traceparent: run.trace_parent, tracestate: run.trace_state },
-        credential: token,
-        timeouts: { runMs: runTimeoutMs, graceMs: durationJsonMs(run.spec.timeouts?.grace) ?? 10_000 },
-        limits: {
-          cpuMillis: Number(limits.cpuMillis ?? 0) || undefined,
-          memoryBytes: Number(limits.memoryBytes ?? 0) || undefined,
-          pids: Number(limits.pids ?? 0) || undefined,
-          diskBytes: Number(limits.diskBytes ?? 0) || undefined,
-        },
-      };
+      await sql.run("select pg_notify('corral_run_changed', id::text) from unnest(?::uuid[]) as id", [ids], trx);
+      return admitted.map((a) => a.admitted);
     });
   }
 
@@ -149,9 +183,10 @@ export function createDispatcher(options: DispatcherOptions) {
     do {
       again = false;
       for (;;) {
-        const admitted = await admitOne();
-        if (!admitted) break;
-        await launch(admitted);
+        const admitted = await admitBatch();
+        if (admitted.length === 0) break;
+        // A batch's launches go together: a runtime's API calls overlap, and none waits on another.
+        await Promise.all(admitted.map((run) => launch(run)));
       }
     } while (again);
     running = undefined;

@@ -1,0 +1,119 @@
+import assert from "node:assert/strict";
+import { credentialMatches } from "@corral/plumbing/credentials.ts";
+import { createLogger } from "@corral/plumbing/logger.ts";
+import { openDatabase, type Database } from "@corral/plumbing/db/open-database.ts";
+import { createSql, type Sql } from "@corral/plumbing/db/sql.ts";
+import { createDispatcher } from "@corral/scheduler/dispatch/dispatcher.ts";
+import type { LaunchRequest, RuntimeBackend } from "@corral/scheduler/runtime/runtime-backend.ts";
+import { createTestDatabase, type TestDatabase } from "../support/postgres.ts";
+
+const logger = createLogger({ name: "test", level: "silent" });
+
+/** A runtime whose sandboxes are entries in a list: the dispatcher's launches, seen from the runtime's side. */
+function recordingRuntime() {
+  const launches: LaunchRequest[] = [];
+  const backend: RuntimeBackend = {
+    name: "local",
+    preflight: async () => ({ ok: true, message: "" }),
+    launch: async (request) => {
+      launches.push(request);
+      return { pid: launches.length };
+    },
+    observe: async () => ({ fact: "running", detail: "" }),
+    terminate: async () => {},
+    cleanup: async () => {},
+    onFact: () => {},
+    close: async () => {},
+  };
+  return { backend, launches };
+}
+
+describe("dispatcher: admission in batches", () => {
+  let database: TestDatabase;
+  let db: Database;
+  let sql: Sql;
+  before(async () => {
+    database = await createTestDatabase();
+    db = await openDatabase({ url: database.url, logger });
+    sql = createSql(db.orm);
+  });
+  after(async () => {
+    await db.close();
+    await database.drop();
+  });
+
+  async function queue(repositories: string[]): Promise<string[]> {
+    const ids: string[] = [];
+    for (const repository of repositories) {
+      const row = await sql.one<{ id: string }>(
+        `insert into runs (status, runtime, repository_url, base_ref, spec, created_at)
+         values ('queued', 'local', ?, 'main', '{"timeouts":{"run":"120s","grace":"3s"},"limits":{"cpuMillis":500}}'::jsonb, clock_timestamp()) returning id`,
+        [`file:///srv/${repository}.git`],
+      );
+      ids.push(row!.id);
+    }
+    return ids;
+  }
+
+  it("admits in order within the global and per-repository limits counted across the batch, and writes each admission whole", async () => {
+    await sql.run("delete from runs");
+    const ids = await queue(["a", "a", "a", "b", "b", "b", "c", "c"]);
+    const [a1, a2, a3, b1, b2, , c1, c2] = ids;
+    const { backend, launches } = recordingRuntime();
+    const dispatcher = createDispatcher({
+      sql,
+      runtimes: new Map([["local", backend]]),
+      logger,
+      controlPlaneUrl: "http://127.0.0.1:1",
+      maxConcurrentRuns: 5,
+      maxRunsPerRepository: 2,
+      onLaunchFailed: async (runId, _attempt, reason) => assert.fail(`launch of ${runId} failed: ${reason}`),
+    });
+    await dispatcher.kick();
+    assert.deepEqual(launches.map((l) => l.runId), [a1, a2, b1, b2, c1], "the third run of a repository waits; the global limit stops at five");
+    const launch = launches[0]!;
+    assert.equal(launch.attempt, 1);
+    assert.deepEqual(launch.timeouts, { runMs: 120_000, graceMs: 3000 });
+    assert.equal(launch.limits.cpuMillis, 500);
+    for (const { runId, credential } of launches) {
+      const row = await sql.one<{ status: string; current_attempt: number; handle: { pid: number } | null; hash: string; expires_ms: string }>(
+        `select r.status, r.current_attempt, a.runtime_handle as handle, c.token_hash as hash,
+                extract(epoch from c.expires_at - now()) * 1000 as expires_ms
+           from runs r join attempts a on a.run_id = r.id and a.number = 1 join credentials c on c.run_id = r.id and c.attempt = 1
+          where r.id = ?`,
+        [runId],
+      );
+      assert.equal(row!.status, "launching");
+      assert.equal(row!.current_attempt, 1);
+      assert.ok(row!.handle?.pid, "the runtime's handle is kept");
+      assert.ok(credentialMatches(credential, row!.hash), "the launched credential is the one stored (as its hash)");
+      assert.ok(Number(row!.expires_ms) > 120_000 + 3_500_000, "it outlives the run's budget");
+    }
+    const queued = await sql.all<{ id: string }>("select id from runs where status = 'queued' order by created_at");
+    assert.deepEqual(queued.map((r) => r.id), [a3, ids[5], c2]);
+
+    // A run of repository a ends: its next run is admitted, and nothing else (the global limit).
+    await sql.run("update runs set status = 'completed' where id = ?", [a1]);
+    await dispatcher.kick();
+    assert.deepEqual(launches.slice(5).map((l) => l.runId), [a3]);
+  });
+
+  it("claims more runs than one batch holds, over several transactions, each once", async () => {
+    await sql.run("delete from runs");
+    const ids = await queue(Array.from({ length: 150 }, (_, i) => `r${i % 7}`));
+    const { backend, launches } = recordingRuntime();
+    const dispatcher = createDispatcher({
+      sql,
+      runtimes: new Map([["local", backend]]),
+      logger,
+      controlPlaneUrl: "http://127.0.0.1:1",
+      maxConcurrentRuns: 1000,
+      maxRunsPerRepository: 1000,
+      onLaunchFailed: async (runId, _attempt, reason) => assert.fail(`launch of ${runId} failed: ${reason}`),
+    });
+    await Promise.all([dispatcher.kick(), dispatcher.kick()]);
+    assert.deepEqual(launches.map((l) => l.runId).sort(), [...ids].sort(), "every run once");
+    const attempts = await sql.one<{ n: string }>("select count(*) as n from attempts");
+    assert.equal(Number(attempts!.n), 150);
+  });
+});
