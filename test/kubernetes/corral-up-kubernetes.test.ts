@@ -108,6 +108,6 @@ describe("corral up --runtime kubernetes", function () {
       const child = execFile(process.execPath, [CLI, "up", "--runtime", "vm"], (_error, _stdout, stderr) => resolve({ code: child.exitCode, stderr }));
     });
     assert.equal(result.code, 2);
-    assert.match(result.stderr, /--runtime: expected local or kubernetes, got "vm"/);
+    assert.match(result.stderr, /--runtime: expected local, docker or kubernetes, got "vm"/);
   });
 });

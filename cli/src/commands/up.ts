@@ -28,6 +28,8 @@ export async function up(args: string[]): Promise<number> {
         kubeconfig: { type: "string" },
         namespace: { type: "string" },
         "agent-image": { type: "string" },
+        "docker-host": { type: "string" },
+        network: { type: "string" },
       },
     }));
   } catch (error) {
@@ -36,7 +38,12 @@ export async function up(args: string[]): Promise<number> {
   }
   if (values.help) {
     process.stdout.write(
-      "usage: corral up [--runtime local|kubernetes] [--kubeconfig FILE] [--namespace NS] [--agent-image IMAGE]\n\n" +
+      "usage: corral up [--runtime local|docker|kubernetes] [--agent-image IMAGE] [--docker-host URL] [--network NET]\n" +
+        "                 [--kubeconfig FILE] [--namespace NS]\n\n" +
+        "--runtime docker launches each run's agent in a container through the Docker Engine API at\n" +
+        "--docker-host (default: $DOCKER_HOST, else unix:///var/run/docker.sock; podman's API service works\n" +
+        "too), from --agent-image (default corral-agent:latest; deploy/docker/build-agent-image.sh builds it\n" +
+        "without a registry), in --network (default host here, so agents reach this stack on 127.0.0.1).\n\n" +
         "--runtime kubernetes launches runs as Jobs on the cluster of --kubeconfig (default: $KUBECONFIG or\n" +
         "~/.kube/config) in --namespace (default corral-runs), with the agent image --agent-image; agent pods\n" +
         "must reach the control plane (CORRAL_KUBERNETES_CONTROL_PLANE_URL, default its local address).\n\n" +
@@ -48,8 +55,8 @@ export async function up(args: string[]): Promise<number> {
   // The flags are shorthands for the scheduler's variables, which the services read.
   const flagEnv: Record<string, string> = {};
   if (values.runtime !== undefined) {
-    if (!["local", "kubernetes"].includes(values.runtime)) {
-      process.stderr.write(`corral up: --runtime: expected local or kubernetes, got "${values.runtime}"\n`);
+    if (!["local", "docker", "kubernetes"].includes(values.runtime)) {
+      process.stderr.write(`corral up: --runtime: expected local, docker or kubernetes, got "${values.runtime}"\n`);
       return 2;
     }
     flagEnv.CORRAL_RUNTIMES = values.runtime;
@@ -57,7 +64,14 @@ export async function up(args: string[]): Promise<number> {
   }
   if (values.kubeconfig !== undefined) flagEnv.CORRAL_KUBECONFIG = values.kubeconfig;
   if (values.namespace !== undefined) flagEnv.CORRAL_KUBERNETES_NAMESPACE = values.namespace;
-  if (values["agent-image"] !== undefined) flagEnv.CORRAL_KUBERNETES_AGENT_IMAGE = values["agent-image"];
+  if (values["agent-image"] !== undefined) {
+    if (values.runtime !== "docker") flagEnv.CORRAL_KUBERNETES_AGENT_IMAGE = values["agent-image"];
+    if (values.runtime !== "kubernetes") flagEnv.CORRAL_DOCKER_AGENT_IMAGE = values["agent-image"];
+  }
+  if (values["docker-host"] !== undefined) flagEnv.CORRAL_DOCKER_HOST = values["docker-host"];
+  if (values.network !== undefined) flagEnv.CORRAL_DOCKER_NETWORK = values.network;
+  // The stack listens on loopback, which only the host's network reaches from a container.
+  else if (values.runtime === "docker" && !process.env.CORRAL_DOCKER_NETWORK) flagEnv.CORRAL_DOCKER_NETWORK = "host";
   let config;
   try {
     config = loadConfig(upConfig);
