@@ -23,7 +23,14 @@ const WORKERS = 4;
  *   them, beside one lease UPDATE per stream per heartbeat (what renewing each stream on its
  *   own would cost).
  */
-export async function benchAttached(options: { streams: number; steps: number[]; heartbeatMs: number; idleWindowMs: number }): Promise<Figure[]> {
+export async function benchAttached(options: {
+  streams: number;
+  steps: number[];
+  heartbeatMs: number;
+  idleWindowMs: number;
+  /** V8's --max-semi-space-size for the control plane (MiB); unset: Node's default, as `corral up` runs it. */
+  semiSpaceMiB?: number;
+}): Promise<Figure[]> {
   const database = await createTestDatabase();
   const dir = await mkdtemp(join(tmpdir(), "corral-bench-attached-"));
   let controlPlane: ControlPlaneProcess | undefined;
@@ -33,7 +40,7 @@ export async function benchAttached(options: { streams: number; steps: number[];
       { DATABASE_URL: database.url, CORRAL_HEARTBEAT_INTERVAL: `${options.heartbeatMs}ms`, CORRAL_LEASE_DURATION: `${Math.max(30_000, 6 * options.heartbeatMs)}ms`, CORRAL_LOG_LEVEL: "warn" },
       join(dir, "control-plane.log"),
       undefined,
-      { execArgv: ["--expose-gc", "--import", fileURLToPath(new URL("./count-pg-queries.ts", import.meta.url))] },
+      { execArgv: [...(options.semiSpaceMiB ? [`--max-semi-space-size=${options.semiSpaceMiB}`] : []), "--expose-gc", "--import", fileURLToPath(new URL("./count-pg-queries.ts", import.meta.url))] },
     );
     const cp = controlPlane;
     await new Promise((resolve) => setTimeout(resolve, 1000));
@@ -61,16 +68,16 @@ export async function benchAttached(options: { streams: number; steps: number[];
       // Let a few heartbeat rounds pass, so the figure is that of streams being held, not opened.
       await new Promise((resolve) => setTimeout(resolve, 2 * options.heartbeatMs));
       const rss = rssMiB(cp.pid);
-      const memory = await ask<{ usage: NodeJS.MemoryUsage }>(cp.child, "memory");
+      const memory = await ask<{ usage: NodeJS.MemoryUsage; spaces: Record<string, number> }>(cp.child, "memory");
       const rssAfterGc = rssMiB(cp.pid);
       const mib = (bytes: number) => (bytes / 1024 / 1024).toFixed(0);
       console.log(
-        `bench: ${attached} attached idle streams: control plane RSS ${rss.toFixed(0)} MiB; after a full GC ${rssAfterGc.toFixed(0)} MiB ` +
-          `(heap used ${mib(memory.usage.heapUsed)} of ${mib(memory.usage.heapTotal)} MiB, external ${mib(memory.usage.external)} MiB, array buffers ${mib(memory.usage.arrayBuffers)} MiB)`,
+        `bench: ${attached} attached idle streams${options.semiSpaceMiB ? ` (--max-semi-space-size=${options.semiSpaceMiB})` : ""}: control plane RSS ${rss.toFixed(0)} MiB; after a full GC ${rssAfterGc.toFixed(0)} MiB ` +
+          `(heap used ${mib(memory.usage.heapUsed)} of ${mib(memory.usage.heapTotal)} MiB, external ${mib(memory.usage.external)} MiB, array buffers ${mib(memory.usage.arrayBuffers)} MiB; heap spaces, MiB: ${JSON.stringify(memory.spaces)})`,
       );
       if (step === options.steps.at(-1)) {
         figures.push({
-          name: `control-plane RSS holding ${attached} idle attached streams`,
+          name: `control-plane RSS holding ${attached} idle attached streams${options.semiSpaceMiB ? ` (--max-semi-space-size=${options.semiSpaceMiB})` : ""}`,
           value: rss,
           unit: "MiB",
           baseline: { name: "RSS holding none", value: idleRss },

@@ -1,3 +1,4 @@
+import { getHeapSpaceStatistics } from "node:v8";
 import pg from "pg";
 
 /**
@@ -20,5 +21,6 @@ process.on("message", (message: { type?: string }) => {
 process.on("message", (message: { type?: string }) => {
   if (message?.type !== "memory") return;
   (globalThis as { gc?: () => void }).gc?.();
-  process.send?.({ type: "memory", usage: process.memoryUsage() });
+  const spaces = Object.fromEntries(getHeapSpaceStatistics().map((s) => [s.space_name, Math.round(s.space_size / 1048576)]));
+  process.send?.({ type: "memory", usage: process.memoryUsage(), spaces });
 });
