@@ -228,6 +228,8 @@ export function createAgentSession(options: AgentSessionOptions) {
       fail(new SessionFailure("protocol", `agent session crashed: ${(error as Error).message}`));
     } finally {
       connection.abort();
+      // Its spill file, if it opened one: nothing is sent after this.
+      outbox?.close();
     }
   }
 
