@@ -98,6 +98,57 @@ describe("dispatcher: admission in batches", () => {
     assert.deepEqual(launches.slice(5).map((l) => l.runId), [a3]);
   });
 
+  it("three schedulers' dispatchers on their own connections, kicked together round after round: each run launched once, the limits never exceeded", async () => {
+    await sql.run("delete from runs");
+    // 20 repositories of 12 runs; at most 40 active, at most 3 per repository.
+    const ids = await queue(Array.from({ length: 240 }, (_, i) => `contended-${i % 20}`));
+    const replicas = await Promise.all([0, 1, 2].map(() => openDatabase({ url: database.url, logger })));
+    try {
+      const launched = new Map<string, number>();
+      const dispatchers = replicas.map((replica) => {
+        const { backend } = recordingRuntime();
+        const origin = backend.launch;
+        backend.launch = async (request) => {
+          launched.set(request.runId, (launched.get(request.runId) ?? 0) + 1);
+          return origin(request);
+        };
+        return createDispatcher({
+          sql: createSql(replica.orm),
+          runtimes: new Map([["local", backend]]),
+          logger,
+          controlPlaneUrl: "http://127.0.0.1:1",
+          maxConcurrentRuns: 40,
+          maxRunsPerRepository: 3,
+          onLaunchFailed: async (runId, _attempt, reason) => assert.fail(`launch of ${runId} failed: ${reason}`),
+        });
+      });
+      let rounds = 0;
+      for (;;) {
+        await Promise.all(dispatchers.flatMap((dispatcher) => [dispatcher.kick(), dispatcher.kick()]));
+        const active = await sql.all<{ repository_url: string; n: string }>(
+          "select repository_url, count(*) as n from runs where status = 'launching' group by repository_url",
+        );
+        const total = active.reduce((sum, row) => sum + Number(row.n), 0);
+        const queued = Number((await sql.one<{ n: string }>("select count(*) as n from runs where status = 'queued'"))!.n);
+        assert.ok(total <= 40, `round ${rounds}: ${total} active runs`);
+        for (const row of active) assert.ok(Number(row.n) <= 3, `round ${rounds}: ${row.n} active runs of ${row.repository_url}`);
+        if (queued > 0) assert.equal(total, 40, `round ${rounds}: the queue is not empty, so the limit is filled`);
+        if (total === 0 && queued === 0) break;
+        // Half the active runs finish (the oldest), as if their agents completed.
+        await sql.run(
+          "update runs set status = 'completed' where id in (select id from runs where status = 'launching' order by launched_at, id limit ?)",
+          [Math.ceil(total / 2)],
+        );
+        rounds += 1;
+      }
+      assert.deepEqual([...launched.keys()].sort(), [...ids].sort(), "every run launched");
+      assert.deepEqual([...new Set(launched.values())], [1], "none twice");
+      console.log(`      3 dispatchers, 240 runs: ${rounds} rounds, each run launched once, never more than 40 active nor 3 per repository`);
+    } finally {
+      for (const replica of replicas) await replica.close();
+    }
+  });
+
   it("claims more runs than one batch holds, over several transactions, each once", async () => {
     await sql.run("delete from runs");
     const ids = await queue(Array.from({ length: 150 }, (_, i) => `r${i % 7}`));
