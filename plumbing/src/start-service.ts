@@ -2,7 +2,8 @@ import type { ConnectRouter } from "@connectrpc/connect";
 import type { DescService } from "@bufbuild/protobuf";
 import { openDatabase, type Database } from "./db/open-database.ts";
 import type { Logger } from "./logger.ts";
-import { startServer, type RunningServer } from "./server/create-server.ts";
+import { startServer, type RunningServer, type ServerTimeouts } from "./server/create-server.ts";
+import { serverTimeoutsFromEnv } from "./server/server-timeouts.ts";
 import type { StartedService } from "./service-main.ts";
 import type { Telemetry } from "./telemetry/create-telemetry.ts";
 import { serveMetrics, type MetricsServer } from "./telemetry/serve-metrics.ts";
@@ -17,6 +18,8 @@ export interface ServiceOptions {
   routes: (router: ConnectRouter, database: Database) => void;
   /** Largest message accepted, in bytes. */
   readMaxBytes?: number;
+  /** Bounds on slow and idle clients; unset: CORRAL_HTTP_* from the environment, or their defaults. */
+  timeouts?: ServerTimeouts;
   /** The service's tracer (a server span per call) and metrics; shut down with the service. */
   telemetry?: Telemetry;
   /** Where /metrics is served (HTTP/1.1); undefined: not served. */
@@ -48,6 +51,7 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
       logger: options.logger,
       services: options.services,
       readMaxBytes: options.readMaxBytes,
+      timeouts: options.timeouts ?? serverTimeoutsFromEnv(),
       routes: (router) => options.routes(router, database),
       interceptors: telemetry ? [createTracingInterceptor({ tracer: telemetry.tracer, enabled: telemetry.tracing, side: "server" })] : [],
     });

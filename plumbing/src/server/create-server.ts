@@ -23,7 +23,35 @@ export interface ServerOptions {
   interceptors?: Interceptor[];
   /** Largest message accepted, in bytes. */
   readMaxBytes?: number;
+  /** Bounds on slow or idle clients; each has a default. */
+  timeouts?: Partial<ServerTimeouts>;
 }
+
+/**
+ * What a slow client (a slow-loris) may hold, in milliseconds. Long-lived streams are not
+ * bounded in length: an attached agent or a download may last hours, but each is bounded by
+ * inactivity, and a connection with no stream is closed.
+ */
+export interface ServerTimeouts {
+  /** From the TCP connection to the client's HTTP/2 preface and SETTINGS. */
+  handshakeMs: number;
+  /** A connection with no open stream for this long is closed (GOAWAY). */
+  idleSessionMs: number;
+  /** A unary or server-streaming call must have sent its whole request within this. */
+  requestMs: number;
+  /** A client- or bidi-streaming call with no frame either way for this long is reset. */
+  streamIdleMs: number;
+  /** Streams one connection may have open at once (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS). */
+  maxConcurrentStreams: number;
+}
+
+export const defaultServerTimeouts: Readonly<ServerTimeouts> = Object.freeze({
+  handshakeMs: 10_000,
+  idleSessionMs: 5 * 60_000,
+  requestMs: 30_000,
+  streamIdleMs: 5 * 60_000,
+  maxConcurrentStreams: 1000,
+});
 
 export interface RunningServer {
   readonly url: string;
@@ -60,12 +88,22 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     readMaxBytes: options.readMaxBytes ?? 4 * 1024 * 1024,
   });
 
-  const server = http2.createServer(handler);
+  const timeouts = { ...defaultServerTimeouts, ...options.timeouts };
+  const clientStreaming = new Set(
+    options.services.flatMap((s) =>
+      s.methods.filter((m) => m.methodKind === "client_streaming" || m.methodKind === "bidi_streaming").map((m) => `/${s.typeName}/${m.name}`),
+    ),
+  );
+  const server = http2.createServer({ settings: { maxConcurrentStreams: timeouts.maxConcurrentStreams } }, (req, res) => {
+    boundRequest(req, clientStreaming.has(req.url.split("?")[0]!), timeouts);
+    handler(req, res);
+  });
   // http2Server.close() waits for every session, so track them to end them ourselves.
   const sessions = new Set<http2.ServerHttp2Session>();
   server.on("session", (session) => {
     sessions.add(session);
     session.once("close", () => sessions.delete(session));
+    boundSession(session, timeouts);
   });
   server.on("sessionError", (error) => logger.debug({ err: error }, "http2 session error"));
 
@@ -103,6 +141,46 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       return closing;
     },
   };
+}
+
+/** A connection must finish its handshake in time, and may not stay open with no stream. */
+function boundSession(session: http2.ServerHttp2Session, timeouts: ServerTimeouts): void {
+  const handshake = setTimeout(() => session.destroy(), timeouts.handshakeMs);
+  session.once("remoteSettings", () => clearTimeout(handshake));
+  let idle: NodeJS.Timeout | undefined;
+  let open = 0;
+  const startIdle = () => {
+    idle = setTimeout(() => session.close(), timeouts.idleSessionMs);
+  };
+  startIdle();
+  session.on("stream", (stream) => {
+    open++;
+    clearTimeout(idle);
+    stream.once("close", () => {
+      if (--open === 0 && !session.closed && !session.destroyed) startIdle();
+    });
+  });
+  session.once("close", () => {
+    clearTimeout(handshake);
+    clearTimeout(idle);
+  });
+}
+
+/**
+ * A call whose request is one message must send it in time; a streaming call may stay as long
+ * as frames move. Either way a stalled stream is reset (RST_STREAM CANCEL), so its buffers go.
+ * Only 'end' is listened to: a 'data' listener would take the body from the handler.
+ */
+function boundRequest(req: http2.Http2ServerRequest, streaming: boolean, timeouts: ServerTimeouts): void {
+  const stream = req.stream;
+  if (streaming) {
+    stream.setTimeout(timeouts.streamIdleMs, () => stream.close(http2.constants.NGHTTP2_CANCEL));
+    return;
+  }
+  if (req.readableEnded) return;
+  const timer = setTimeout(() => stream.close(http2.constants.NGHTTP2_CANCEL), timeouts.requestMs);
+  req.once("end", () => clearTimeout(timer));
+  stream.once("close", () => clearTimeout(timer));
 }
 
 function uniqueFiles(files: DescFile[]): DescFile[] {
