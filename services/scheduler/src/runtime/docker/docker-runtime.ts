@@ -25,6 +25,8 @@ export interface DockerRuntimeOptions {
 export const IMAGE_HINT =
   "build it on the engine's host with deploy/docker/build-agent-image.sh (no registry needed), or `docker build -f deploy/docker/agent.Dockerfile -t IMAGE .`, and set CORRAL_DOCKER_AGENT_IMAGE";
 
+// An engine that accepts the connection but never upgrades it must not hold a launch forever.
+const ATTACH_TIMEOUT_MS = 30_000;
 // Events after which an attempt's fact may have changed.
 const FACT_EVENTS = new Set(["start", "die", "oom", "destroy", "remove", "kill", "stop"]);
 
@@ -161,7 +163,7 @@ export function createDockerRuntime(options: DockerRuntimeOptions): RuntimeBacke
       if (!fresh) return { containerId: id };
       try {
         // Attached before the start, so the agent's first read finds the line.
-        const stdin = await attachStdin(address, id);
+        const stdin = await attachStdin(address, id, AbortSignal.timeout(ATTACH_TIMEOUT_MS));
         await docker.getContainer(id).start();
         await stdin.write(`${request.credential}\n`);
       } catch (error) {

@@ -4,7 +4,9 @@ export function statusCode(error: unknown): number | undefined {
   return typeof code === "number" ? code : undefined;
 }
 
-export const isNotFound = (error: unknown) => statusCode(error) === 404;
+/** 404; also podman's 500 for a container that vanished while it looked ("does not exist in database: no such container"). */
+export const isNotFound = (error: unknown) =>
+  statusCode(error) === 404 || (statusCode(error) === 500 && /no such container/i.test(JSON.stringify((error as { json?: unknown }).json ?? "")));
 export const isConflict = (error: unknown) => statusCode(error) === 409;
 /** 304: the container was already stopped (stop) or started (start). */
 export const isNotModified = (error: unknown) => statusCode(error) === 304;
