@@ -231,7 +231,8 @@ describe("docker runtime against podman", function () {
     await gone(runId);
   });
 
-  it("delivers a fact that happened while the engine was down through the reopened event stream", async () => {
+  /** The backend alone, with agents that find no control plane and give up after `giveUp`. */
+  function directBackend(giveUp: string) {
     const backend = createDockerRuntime({
       address: () => engineAddress(engine.url),
       shape: {
@@ -242,21 +243,28 @@ describe("docker runtime against podman", function () {
         defaults: { cpuMillis: 500, memoryBytes: 256 * 1024 ** 2, pids: 256, workDirBytes: 64 * 1024 ** 2 },
         tmpBytes: 64 * 1024 ** 2,
         mounts: [],
-        // No control plane listens there: the agent gives up after 3 s and exits 1.
-        agentEnv: { CORRAL_RECONNECT_GIVE_UP: "3s", CORRAL_LOG_LEVEL: "warn" },
+        agentEnv: { CORRAL_RECONNECT_GIVE_UP: giveUp, CORRAL_LOG_LEVEL: "info" },
       },
       controlPlaneUrl: "http://127.0.0.1:9",
       logger: createLogger({ name: "test", level: "silent" }),
     });
     const facts: { runId: string; fact: RuntimeFact; detail: string }[] = [];
     backend.onFact((runId, _attempt, fact, detail) => facts.push({ runId, fact, detail }));
+    const launch = (runId: string) => backend.launch({ runId, attempt: 1, credential: "corral_att_x", controlPlaneUrl: "", limits: {}, timeouts: { runMs: 60_000, graceMs: 1000 } });
+    const factOf = (runId: string) => waitFor(async () => facts.find((f) => f.runId === runId), `the fact of ${runId} through the event stream`, 30_000);
+    return { backend, facts, launch, factOf };
+  }
+
+  it("delivers a fact that happened while the engine was down through the reopened event stream", async () => {
+    // No control plane listens where the agent looks: it gives up after 3 s and exits 1.
+    const { backend, facts, launch, factOf } = directBackend("3s");
     const runId = "0b9d6c8e-2f41-4a57-9c3d-7e1f2a4b6c8d";
     try {
       assert.equal((await backend.preflight()).ok, true);
-      const handle = await backend.launch({ runId, attempt: 1, credential: "corral_att_x", controlPlaneUrl: "", limits: {}, timeouts: { runMs: 60_000, graceMs: 1000 } });
+      const handle = await launch(runId);
       assert.equal((await backend.observe(runId, 1, handle)).fact, "running");
       await engine.restart({ downMs: 6000 });
-      const fact = await waitFor(async () => facts.find((f) => f.runId === runId), "the fact through the event stream", 30_000);
+      const fact = await factOf(runId);
       assert.equal(fact.fact, "failed");
       assert.match(fact.detail, /exited with code 1/);
       // What the agent printed is the only account of why it never attached.
@@ -264,6 +272,33 @@ describe("docker runtime against podman", function () {
       // Once reported, the fact is not repeated by later events of the same container.
       await backend.cleanup(runId, 1, handle);
       assert.equal(facts.filter((f) => f.runId === runId).length, 1);
+      assert.equal((await backend.observe(runId, 1, handle)).fact, "missing");
+    } finally {
+      await backend.close();
+    }
+  });
+
+  it("terminates: a stop with a grace reaches the agent as SIGTERM first; without one, the container is killed", async () => {
+    const { backend, launch, factOf } = directBackend("10m");
+    const polite = "1c2d3e4f-5a6b-4c7d-8e9f-0a1b2c3d4e5f";
+    const forced = "2d3e4f5a-6b7c-4d8e-9f0a-1b2c3d4e5f6a";
+    try {
+      const [politeHandle, forcedHandle] = await Promise.all([launch(polite), launch(forced)]);
+      // Past the agent's start-up, so that it has its signal handlers.
+      await waitFor(async () => (/attach|connect/i.test((await backend.diagnostics!(polite, 1, politeHandle)) ?? "") ? true : undefined), "the agent to be up");
+      let started = Date.now();
+      await backend.terminate(politeHandle, 5000);
+      assert.ok(Date.now() - started < 5000, "the agent, which handles SIGTERM, stopped before the grace ran out");
+      assert.match((await backend.diagnostics!(polite, 1, politeHandle)) ?? "", /asked to stop/);
+      assert.equal((await factOf(polite)).fact, "failed");
+      started = Date.now();
+      await backend.terminate(forcedHandle, 0);
+      assert.match((await factOf(forced)).detail, /killed by SIGKILL/);
+      assert.ok(Date.now() - started < 5000);
+      // A second stop of a stopped container is no error.
+      await backend.terminate(forcedHandle, 0);
+      await backend.terminate(politeHandle, 1000);
+      await Promise.all([backend.cleanup(polite, 1, politeHandle), backend.cleanup(forced, 1, forcedHandle)]);
     } finally {
       await backend.close();
     }

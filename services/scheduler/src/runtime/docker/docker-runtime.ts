@@ -6,7 +6,7 @@ import { attemptOf, containerName, managedFilter } from "./container-names.ts";
 import { agentContainer, type ContainerShape } from "./container-spec.ts";
 import { containerFact } from "./container-facts.ts";
 import { attachStdin, connectEngine, type EngineAddress } from "./engine-connection.ts";
-import { engineErrorMessage, isConflict, isNotFound, isNotModified } from "./engine-errors.ts";
+import { engineErrorMessage, isConflict, isNotFound, isNotModified, isNotRunning } from "./engine-errors.ts";
 import { watchEngineEvents, type EngineEvents } from "./engine-events.ts";
 import { preflightDocker } from "./preflight-docker.ts";
 
@@ -186,8 +186,8 @@ export function createDockerRuntime(options: DockerRuntimeOptions): RuntimeBacke
         if (graceMs > 0) await container.stop({ t: Math.ceil(graceMs / 1000) });
         else await container.kill({ signal: "SIGKILL" });
       } catch (error) {
-        // Already stopped (304), gone (404), or not running (409): nothing left to stop.
-        if (isNotModified(error) || isNotFound(error) || isConflict(error)) return;
+        // Already stopped (304), gone (404), or not running (409; podman: 500): nothing left to stop.
+        if (isNotModified(error) || isNotFound(error) || isNotRunning(error)) return;
         throw new Error(`stopping container ${ref}: ${engineErrorMessage(error)}`, { cause: error });
       }
     },

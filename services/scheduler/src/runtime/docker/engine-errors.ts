@@ -8,6 +8,9 @@ export function statusCode(error: unknown): number | undefined {
 export const isNotFound = (error: unknown) =>
   statusCode(error) === 404 || (statusCode(error) === 500 && /no such container/i.test(JSON.stringify((error as { json?: unknown }).json ?? "")));
 export const isConflict = (error: unknown) => statusCode(error) === 409;
+/** Not running any more: Docker's 409, podman's 500 "container state improper". */
+export const isNotRunning = (error: unknown) =>
+  statusCode(error) === 409 || (statusCode(error) === 500 && /state improper|is not running/i.test(JSON.stringify((error as { json?: unknown }).json ?? "")));
 /** 304: the container was already stopped (stop) or started (start). */
 export const isNotModified = (error: unknown) => statusCode(error) === 304;
 
