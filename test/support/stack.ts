@@ -50,7 +50,8 @@ export async function startStackFixture(env: Record<string, string> = {}, option
   const database: TestDatabase = await createTestDatabase();
   const workRoot = await mkdtemp(join(tmpdir(), "corral-work-"));
   await chmod(workRoot, 0o755);
-  const artifacts = options.artifacts === "down" ? undefined : await startArtifactService(database.url);
+  // The same environment as the other services: telemetry (OTEL_*, CORRAL_ARTIFACT_METRICS_LISTEN) and limits.
+  const artifacts = options.artifacts === "down" ? undefined : await startArtifactService(database.url, env);
   const controlPlaneEnv = {
     DATABASE_URL: database.url,
     CORRAL_CONTROL_PLANE_LISTEN: "127.0.0.1:0",

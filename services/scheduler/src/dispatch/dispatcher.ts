@@ -71,8 +71,9 @@ export function createDispatcher(options: DispatcherOptions) {
         repository_url: string; trace_parent: string | null; trace_state: string | null; queue_wait_ms: number; repository_active: string;
       }>(
         // A retried run was queued again when it was last updated (nothing else updates a queued run).
+        // clock_timestamp(), not now(): this transaction may have begun before the run was inserted.
         `select r.id, r.runtime, r.current_attempt, r.spec, r.repository_url, r.trace_parent, r.trace_state,
-                extract(epoch from now() - case when r.current_attempt = 0 then r.created_at else r.updated_at end) * 1000 as queue_wait_ms,
+                extract(epoch from clock_timestamp() - case when r.current_attempt = 0 then r.created_at else r.updated_at end) * 1000 as queue_wait_ms,
                 ${repositoryActive} as repository_active
            from runs r
           where r.status = 'queued' and ${repositoryActive} < ?
