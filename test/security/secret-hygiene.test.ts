@@ -191,7 +191,7 @@ describe("secret hygiene of a full run", function () {
     let lastEvent = 0n;
     for await (const message of client.watchRun({ runId })) {
       if (message.update.case === "run") final = message.update.value;
-      else lastEvent = message.update.value.event?.sequence ?? lastEvent;
+      else if (message.update.case === "event") lastEvent = message.update.value.event?.sequence ?? lastEvent;
       texts.push({ where: "WatchRun", text: JSON.stringify(message, (_k, v: unknown) => (typeof v === "bigint" ? String(v) : v)) });
     }
     done = true;
