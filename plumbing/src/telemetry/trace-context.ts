@@ -49,18 +49,20 @@ export function runAttributes(run: RunIdentity): Attributes {
  * (`https://x:TOKEN@host/...`), query or fragment. An scp-like `user@host:path` loses its user.
  */
 export function safeRepository(url: string): string {
-  try {
-    const parsed = new URL(url);
-    if (parsed.protocol !== "file:") {
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(url)) {
+    try {
+      const parsed = new URL(url);
       parsed.username = "";
       parsed.password = "";
+      parsed.search = "";
+      parsed.hash = "";
+      return parsed.toString();
+    } catch {
+      // Not a URL after all: cut as below.
     }
-    parsed.search = "";
-    parsed.hash = "";
-    return parsed.toString();
-  } catch {
-    return url.replace(/^[^@/]*@/, "").replace(/[?#].*$/, "");
   }
+  // scp-like `[user[:password]@]host:path`, or anything else: everything up to the last @ before a / goes.
+  return url.replace(/^[^/]*@/, "").replace(/[?#].*$/, "");
 }
 
 /**
