@@ -46,10 +46,13 @@ export function createDockerRuntime(options: DockerRuntimeOptions): RuntimeBacke
   // Containers the engine sent an "oom" event for.
   const oomEvents = new Set<string>();
   let engine: { address: EngineAddress; docker: Docker; events: EngineEvents } | undefined;
+  // After close, nothing may open a new event stream (a late report would keep the process alive).
+  let closed = false;
   const key = (runId: string, attempt: number) => `${runId}/${attempt}`;
 
   function connect(): NonNullable<typeof engine> {
     if (engine) return engine;
+    if (closed) throw new Error("the docker runtime is closed");
     const address = options.address();
     const docker = connectEngine(address);
     const events = watchEngineEvents({
@@ -60,10 +63,10 @@ export function createDockerRuntime(options: DockerRuntimeOptions): RuntimeBacke
         const owner = attemptOf(event.attributes, shape.scope);
         if (!owner || !FACT_EVENTS.has(event.action)) return;
         if (event.action === "oom") oomEvents.add(event.id);
-        void report(owner.runId, owner.attempt);
+        void report(owner.runId, owner.attempt).catch((error: unknown) => logger.warn({ err: error }, "could not report a container's fact"));
       },
       // After a reconnect, events missed in between may be gone: look at every container again.
-      onConnect: () => void resync(),
+      onConnect: () => void resync().catch((error: unknown) => logger.warn({ err: error }, "could not look at the containers again")),
     });
     engine = { address, docker, events };
     return engine;
@@ -90,7 +93,9 @@ export function createDockerRuntime(options: DockerRuntimeOptions): RuntimeBacke
   }
 
   async function report(runId: string, attempt: number): Promise<void> {
+    if (closed) return;
     const { fact, detail } = await observeNow(runId, attempt, null);
+    if (closed) return;
     const k = key(runId, attempt);
     if (fact === "running" || reported.get(k) === fact) return;
     reported.set(k, fact);
@@ -98,10 +103,12 @@ export function createDockerRuntime(options: DockerRuntimeOptions): RuntimeBacke
   }
 
   async function resync(): Promise<void> {
+    if (closed) return;
     for (const sandbox of await listManaged()) await report(sandbox.runId, sandbox.attempt);
   }
 
   async function listManaged(): Promise<{ runId: string; attempt: number; handle: RuntimeHandle }[]> {
+    if (closed) return [];
     const { docker } = connect();
     try {
       const containers = await docker.listContainers({ all: true, filters: { label: managedFilter(shape.scope) } });
@@ -222,6 +229,7 @@ export function createDockerRuntime(options: DockerRuntimeOptions): RuntimeBacke
     },
 
     async close() {
+      closed = true;
       engine?.events.stop();
       engine = undefined;
     },
