@@ -142,6 +142,35 @@ export function createDispatcher(options: DispatcherOptions) {
     });
   }
 
+  let handles: { run_id: string; number: number; handle: unknown; written: PromiseWithResolvers<void> }[] = [];
+
+  /**
+   * Records a launched attempt's runtime handle. The handles of the launches that end together
+   * (a batch's) are written by one statement, in the turn after the first of them.
+   */
+  function recordHandle(runId: string, attempt: number, handle: unknown): Promise<void> {
+    const written = Promise.withResolvers<void>();
+    handles.push({ run_id: runId, number: attempt, handle, written });
+    if (handles.length === 1) setImmediate(writeHandles);
+    return written.promise;
+  }
+
+  async function writeHandles(): Promise<void> {
+    const batch = handles;
+    handles = [];
+    try {
+      await sql.run(
+        `update attempts a set runtime_handle = t.handle
+           from jsonb_to_recordset(?::jsonb) as t(run_id uuid, number int, handle jsonb)
+          where a.run_id = t.run_id and a.number = t.number`,
+        [JSON.stringify(batch.map(({ run_id, number, handle }) => ({ run_id, number, handle })))],
+      );
+      for (const entry of batch) entry.written.resolve();
+    } catch (error) {
+      for (const entry of batch) entry.written.reject(error);
+    }
+  }
+
   async function launch(admitted: Admitted): Promise<void> {
     options.metrics?.startStage("queued_to_launched", admitted.runtime, admitted.queueWaitMs);
     if (!options.tracer) return launchTraced(admitted);
@@ -172,7 +201,7 @@ export function createDispatcher(options: DispatcherOptions) {
         timeouts: admitted.timeouts,
         traceContext: traceContextOf(context.active()),
       });
-      await sql.run("update attempts set runtime_handle = ?::jsonb where run_id = ? and number = ?", [JSON.stringify(handle), admitted.runId, admitted.attempt]);
+      await recordHandle(admitted.runId, admitted.attempt, handle);
       log.info("launched");
     } catch (error) {
       log.error({ err: error }, "launch failed");
