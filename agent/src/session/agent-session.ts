@@ -557,13 +557,13 @@ export function createAgentSession(options: AgentSessionOptions) {
         return final("refused", `the control plane refused the stream: ${error.rawMessage}`, error.code);
       case Code.ResourceExhausted: {
         const limit = error.findDetails(LimitExceededSchema)[0];
-        // A rate limit passes with time; a size limit refuses the same message on every
-        // resend, so retrying would loop for ever (the agent keeps under both; see fitted()).
-        if (limit?.limit !== "events_per_second") {
+        // A rate limit (events a second, attach attempts a minute) passes with time and says
+        // when; a size limit refuses the same message on every resend, so retrying would loop
+        // for ever (the agent keeps under both; see fitted()).
+        if (!limit?.retryAfter) {
           return final("refused", `the control plane refused a message as too large (${limit?.limit ?? "message size"}): ${error.rawMessage}`, error.code);
         }
-        const retryAfterMs = limit.retryAfter ? durationMs(limit.retryAfter) : undefined;
-        return { kind: "retry", welcomed, error: new Error(`event rate limit exceeded: ${error.rawMessage}`), retryAfterMs };
+        return { kind: "retry", welcomed, error: new Error(`${limit.limit} limit exceeded: ${error.rawMessage}`), retryAfterMs: durationMs(limit.retryAfter) };
       }
       default:
         return { kind: "retry", welcomed, error: new Error(`${Code[error.code]}: ${error.rawMessage}`) };

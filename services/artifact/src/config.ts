@@ -46,6 +46,11 @@ export const artifactConfig = {
    */
   CORRAL_ARTIFACT_SERVICE_TOKEN: z.string().min(32, "must be at least 32 characters").optional(),
   /**
+   * Calls one attempt credential may make a minute (all at once at most); more are refused with
+   * RESOURCE_EXHAUSTED and a retry hint. The service token is not limited.
+   */
+  CORRAL_ARTIFACT_CALLS_PER_MINUTE: positiveInt(6000),
+  /**
    * A following download is woken by the upload itself (same process) or by PostgreSQL NOTIFY
    * (another replica); it looks again at this pace anyway, for notifications lost on a reconnect.
    */

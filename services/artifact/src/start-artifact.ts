@@ -50,7 +50,11 @@ export async function startArtifact(config: ArtifactConfig, logger: Logger): Pro
           writers,
           watch,
           logger,
-          auth: createAuthenticator({ sql: createSql(database.orm), serviceToken: config.CORRAL_ARTIFACT_SERVICE_TOKEN }),
+          auth: createAuthenticator({
+            sql: createSql(database.orm),
+            serviceToken: config.CORRAL_ARTIFACT_SERVICE_TOKEN,
+            callsPerMinute: config.CORRAL_ARTIFACT_CALLS_PER_MINUTE,
+          }),
           limits: {
             maxArtifactBytes: config.CORRAL_ARTIFACT_MAX_BYTES,
             runQuotaBytes: config.CORRAL_RUN_QUOTA_BYTES,

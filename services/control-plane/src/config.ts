@@ -25,6 +25,11 @@ export const controlPlaneConfig = {
   /** Sustained events per second and burst, per stream. */
   CORRAL_MAX_EVENTS_PER_SECOND: positiveInt(2000),
   CORRAL_MAX_EVENTS_BURST: positiveInt(20_000),
+  /**
+   * Attach attempts one credential may make a minute (all at once at most); more are refused
+   * with RESOURCE_EXHAUSTED and a retry hint, before the credential is looked up.
+   */
+  CORRAL_ATTACH_ATTEMPTS_PER_MINUTE: positiveInt(60),
   /** Git credentials handed to agents whose repository URL starts with the prefix. */
   CORRAL_GIT_URL_PREFIX: z.string().optional(),
   CORRAL_GIT_USERNAME: z.string().default("x-access-token"),

@@ -42,7 +42,7 @@ export interface FuzzStack {
  * is stored and queued, never launched.
  */
 export async function startFuzzStack(): Promise<FuzzStack> {
-  const controlPlane = await startControlPlaneFixture({ CORRAL_LOG_LEVEL: "silent", CORRAL_LEASE_DURATION: "30s", CORRAL_HEARTBEAT_INTERVAL: "5s" });
+  const controlPlane = await startControlPlaneFixture({ CORRAL_ATTACH_ATTEMPTS_PER_MINUTE: "100000000", CORRAL_LOG_LEVEL: "silent", CORRAL_LEASE_DURATION: "30s", CORRAL_HEARTBEAT_INTERVAL: "5s" });
   const scheduler = await startSchedulerFixture(
     { CORRAL_MAX_CONCURRENT_RUNS: "0", CORRAL_LOCAL_WARM_AGENTS: "0", CORRAL_CONTROL_PLANE_URL: controlPlane.url, CORRAL_RECONCILE_INTERVAL: "1h" },
     controlPlane.database,

@@ -1,7 +1,10 @@
 import { createHash, timingSafeEqual } from "node:crypto";
 import { credentialMatches, hashCredential, looksLikeCredential } from "@corral/plumbing/credentials.ts";
 import type { Sql } from "@corral/plumbing/db/sql.ts";
-import { unauthenticated } from "@corral/plumbing/errors.ts";
+import { durationFromMs } from "@bufbuild/protobuf/wkt";
+import { LimitExceededSchema } from "@corral/contract/corral/common/v1/error_details_pb.ts";
+import { detail, resourceExhausted, unauthenticated } from "@corral/plumbing/errors.ts";
+import { createKeyedRateLimiter } from "@corral/plumbing/keyed-rate-limiter.ts";
 import type { Principal } from "./principal.ts";
 
 /**
@@ -14,8 +17,11 @@ import type { Principal } from "./principal.ts";
  * attempt) may have leaked with the sandbox's logs, and the scheduler and CLI read with the
  * service token anyway.
  */
-export function createAuthenticator(options: { sql: Sql; serviceToken?: string }) {
+export function createAuthenticator(options: { sql: Sql; serviceToken?: string; callsPerMinute?: number }) {
   const { sql } = options;
+  // Calls per attempt credential (the service token is not limited: it is the scheduler's and CLI's).
+  const perMinute = options.callsPerMinute;
+  const limiter = perMinute === undefined ? undefined : createKeyedRateLimiter({ perMinute });
   const serviceDigest = options.serviceToken === undefined ? undefined : sha256(options.serviceToken);
 
   return {
@@ -25,6 +31,14 @@ export function createAuthenticator(options: { sql: Sql; serviceToken?: string }
       // Compared as digests: equal length whatever was sent, so the time taken tells nothing.
       if (serviceDigest && timingSafeEqual(sha256(token), serviceDigest)) return { kind: "service" };
       if (!looksLikeCredential(token)) throw unauthenticated();
+      // Counted before the lookup, for any credential-shaped token: a guesser costs no query beyond the limit.
+      const allowed = limiter?.take(token) ?? { ok: true };
+      if (!allowed.ok) {
+        throw resourceExhausted(
+          `more than ${perMinute} artifact calls a minute with this credential; retry in ${Math.ceil(allowed.retryAfterMs / 1000)}s`,
+          detail(LimitExceededSchema, { limit: "artifact_calls_per_minute", maximum: BigInt(perMinute!), retryAfter: durationFromMs(allowed.retryAfterMs) }),
+        );
+      }
       // The token's hash is unique (an index), so this finds the run from the credential itself:
       // QueryUpload names no run, and another run's id in a request must be told apart from ours.
       const row = await sql.one<{ run_id: string; attempt: number; token_hash: string }>(

@@ -15,6 +15,7 @@ import { CompletionConflictReason, LeaseSupersededSchema, LimitExceededSchema } 
 import { createAsyncQueue } from "@corral/plumbing/async-queue.ts";
 import { credentialMatches, looksLikeCredential } from "@corral/plumbing/credentials.ts";
 import { aborted, detail, failedPrecondition, invalidArgument, resourceExhausted, unauthenticated } from "@corral/plumbing/errors.ts";
+import type { KeyedRateLimiter } from "@corral/plumbing/keyed-rate-limiter.ts";
 import type { Logger } from "@corral/plumbing/logger.ts";
 import { context, type Tracer } from "@opentelemetry/api";
 import { suppressTracing } from "@opentelemetry/core";
@@ -44,6 +45,8 @@ export interface AttachDeps {
   metrics?: ControlPlaneMetrics;
   /** Batches heartbeat lease renewals; without it each heartbeat renews with its own UPDATE. */
   leases?: LeaseRenewer;
+  /** Attach attempts per credential; without it attempts are not limited. */
+  attachLimiter?: KeyedRateLimiter;
 }
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -109,6 +112,19 @@ export function createAttachSession(deps: AttachDeps, signal: AbortSignal) {
   });
 
   async function onHello(hello: Hello): Promise<void> {
+    // Counted before anything is looked up, by the credential presented (good or not), so a
+    // reconnect storm or a guesser costs no query beyond the limit. Same answer for any run.
+    const allowed = deps.attachLimiter?.take(hello.credential) ?? { ok: true };
+    if (!allowed.ok) {
+      throw resourceExhausted(
+        `more than ${config.CORRAL_ATTACH_ATTEMPTS_PER_MINUTE} attach attempts a minute with this credential; retry in ${Math.ceil(allowed.retryAfterMs / 1000)}s`,
+        detail(LimitExceededSchema, {
+          limit: "attach_attempts_per_minute",
+          maximum: BigInt(config.CORRAL_ATTACH_ATTEMPTS_PER_MINUTE),
+          retryAfter: durationFromMs(allowed.retryAfterMs),
+        }),
+      );
+    }
     // Every reason to refuse gets the same answer, so nothing is learned about other runs.
     if (!UUID.test(hello.runId) || hello.attempt < 1 || !looksLikeCredential(hello.credential)) throw unauthenticated();
     const found = await store.find(hello.runId, hello.attempt);

@@ -1,9 +1,12 @@
 import type { ServiceImpl } from "@connectrpc/connect";
 import type { RunnerService } from "@corral/contract/corral/runner/v1/runner_service_pb.ts";
+import { createKeyedRateLimiter } from "@corral/plumbing/keyed-rate-limiter.ts";
 import { createAttachSession, type AttachDeps } from "./attach-session.ts";
 
 /** corral.runner.v1.RunnerService: a thin shell around one attach session per stream. */
 export function createRunnerService(deps: AttachDeps): Partial<ServiceImpl<typeof RunnerService>> {
+  // One limiter for the whole service: attempts are counted per credential across streams.
+  deps = { ...deps, attachLimiter: deps.attachLimiter ?? createKeyedRateLimiter({ perMinute: deps.config.CORRAL_ATTACH_ATTEMPTS_PER_MINUTE }) };
   return {
     async *attach(requests, context) {
       const session = createAttachSession(deps, context.signal);
