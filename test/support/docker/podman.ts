@@ -99,7 +99,8 @@ export async function startPodmanService(): Promise<PodmanService> {
   const url = `unix://${socketPath}`;
   let service: ManagedProcess | undefined;
   const start = async () => {
-    service = await startManagedProcess("podman", ["podman", "system", "service", "--time=0", url], join(dir, "service.log"), { env });
+    // In its own directory: conmon writes an "oom" marker into its working directory.
+    service = await startManagedProcess("podman", ["podman", "system", "service", "--time=0", url], join(dir, "service.log"), { env, cwd: dir });
     await waitForPing(socketPath, service);
   };
   await start();

@@ -23,8 +23,8 @@ export interface ManagedProcess {
 const live = new Set<ChildProcess>();
 let exitHookInstalled = false;
 
-/** Starts a long-running binary with its output appended to logFile (and this process's environment, unless `env` is given). */
-export async function startManagedProcess(name: string, argv: string[], logFile: string, options: { env?: NodeJS.ProcessEnv } = {}): Promise<ManagedProcess> {
+/** Starts a long-running binary with its output appended to logFile (and this process's environment and directory, unless given). */
+export async function startManagedProcess(name: string, argv: string[], logFile: string, options: { env?: NodeJS.ProcessEnv; cwd?: string } = {}): Promise<ManagedProcess> {
   if (!exitHookInstalled) {
     exitHookInstalled = true;
     // Only synchronous work is possible here.
@@ -36,7 +36,7 @@ export async function startManagedProcess(name: string, argv: string[], logFile:
   const log = openSync(logFile, "a", 0o600);
   let child: ChildProcess;
   try {
-    child = spawn(command!, args, { stdio: ["ignore", log, log], env: options.env });
+    child = spawn(command!, args, { stdio: ["ignore", log, log], env: options.env, cwd: options.cwd });
   } finally {
     closeSync(log);
   }
