@@ -49,6 +49,9 @@ describe("telemetry of a run: one trace across every process, metrics that move"
   let stack: StackFixture | undefined;
   let runId: string;
   let trace: ReceivedSpan[];
+  let cancelledRunId: string;
+  let cancelledTrace: ReceivedSpan[];
+  let metricsCancelled: Record<string, Sample[]> = {};
   const metricsBefore: Record<string, Sample[]> = {};
   const metricsAfter: Record<string, Sample[]> = {};
 
@@ -99,6 +102,29 @@ describe("telemetry of a run: one trace across every process, metrics that move"
     }
     for (const [name, url] of Object.entries(urls)) metricsAfter[name] = await scrape(url);
 
+    // A second run, cancelled during its agent step.
+    const { run: second } = await stack.client.submitRun({
+      spec: { repositoryUrl, baseRef: "main", agent: { commandTemplate: "echo started; sleep 30", prompt: "wait" } },
+    });
+    cancelledRunId = second!.id;
+    for (let i = 0; ; i++) {
+      const { run: now } = await stack.client.getRun({ runId: cancelledRunId });
+      if (now!.currentStep === "agent") break;
+      if (i > 600) throw new Error("the second run never reached its agent step");
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    await stack.client.cancelRun({ runId: cancelledRunId, reason: "enough", grace: { seconds: 2n } });
+    for (let i = 0; ; i++) {
+      const { run: now } = await stack.client.getRun({ runId: cancelledRunId });
+      if (TERMINAL.includes(now!.status)) {
+        assert.equal(now!.status, RunStatus.CANCELLED, now!.reason);
+        break;
+      }
+      if (i > 600) throw new Error("the second run was not cancelled");
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    metricsCancelled = { scheduler: await scrape(urls.scheduler) };
+
     // The agent exports as it exits; the services every 100 ms.
     await receiver.waitFor((spans) => {
       const traced = spans.filter((s) => s.attributes["corral.run_id"] === runId);
@@ -106,11 +132,18 @@ describe("telemetry of a run: one trace across every process, metrics that move"
         names.every((name) => spans.some((s) => s.service === service && s.name === name && (traced.some((t) => t.traceId === s.traceId)))),
       );
     }, 30_000);
+    // The finalization's span ends once the sandbox is cleaned up, which may be after the status is final.
+    await receiver.waitFor(
+      (spans) => ["corral.attempt", "corral.finalize"].every((name) => spans.some((s) => s.name === name && s.attributes["corral.run_id"] === cancelledRunId)),
+      30_000,
+    );
     // Closing flushes the rest (the finalization's own queries).
     await stack.close();
     stack = undefined;
     const submit = receiver.spans.find((s) => s.name === "corral.scheduler.v1.RunService/SubmitRun" && s.attributes["corral.run_id"] === runId)!;
     trace = receiver.spans.filter((s) => s.traceId === submit.traceId);
+    const submitCancelled = receiver.spans.find((s) => s.name === "corral.scheduler.v1.RunService/SubmitRun" && s.attributes["corral.run_id"] === cancelledRunId)!;
+    cancelledTrace = receiver.spans.filter((s) => s.traceId === submitCancelled.traceId);
   });
 
   after(async () => {
@@ -262,5 +295,38 @@ describe("telemetry of a run: one trace across every process, metrics that move"
     assert.ok(metricsAfter.controlPlane!.some((s) => s.name === "corral_attached_streams"), "attached streams are reported");
     assert.ok(moved("artifact", "corral_upload_bytes_total") > 0, "upload bytes");
     assert.ok(moved("artifact", "corral_artifacts_stored_total") >= 2, "artifacts stored");
+  });
+
+  it("shows a cancellation in the run's trace: the request, the agent stopping its step, the finalization", () => {
+    const named = (name: string) => cancelledTrace.filter((s) => s.name === name);
+    const submit = named("corral.scheduler.v1.RunService/SubmitRun")[0]!;
+    const requested = named("corral.cancel_requested");
+    assert.equal(requested.length, 1);
+    assert.equal(requested[0]!.service, "corral-scheduler");
+    assert.equal(requested[0]!.parentSpanId, submit.spanId);
+    assert.equal(requested[0]!.attributes["corral.cancel.grace_ms"], 2000);
+    // Linked to the CancelRun call, which has a trace of its own.
+    const cancelCall = receiver.spans.find((s) => s.name === "corral.scheduler.v1.RunService/CancelRun" && s.spanId === requested[0]!.links[0]?.spanId);
+    assert.ok(cancelCall, "linked to the CancelRun call's span");
+    assert.notEqual(cancelCall.traceId, submit.traceId);
+
+    const attempt = named("corral.attempt")[0]!;
+    const cancel = named("corral.cancel");
+    assert.equal(cancel.length, 1);
+    assert.equal(cancel[0]!.service, "corral-agent");
+    assert.equal(cancel[0]!.parentSpanId, attempt.spanId);
+    assert.equal(cancel[0]!.attributes["corral.status"], "cancelled");
+    const agentStep = named("corral.step.agent")[0]!;
+    assert.equal(agentStep.attributes["corral.step.outcome"], "cancelled");
+    assert.ok(cancel[0]!.startMs <= agentStep.endMs, "the cancel began before the step ended");
+    assert.equal(named("corral.finalize")[0]!.attributes["corral.final_status"], "cancelled");
+  });
+
+  it("measures the cancel's latency and counts the cancelled run", () => {
+    const moved = (name: string, labels: Record<string, string>) => sampleValue(metricsCancelled.scheduler!, name, labels) - sampleValue(metricsAfter.scheduler!, name, labels);
+    assert.equal(moved("corral_run_cancel_latency_seconds_count", { runtime: "local" }), 1);
+    assert.equal(moved("corral_runs_finished_total", { status: "cancelled", runtime: "local" }), 1);
+    const seconds = moved("corral_run_cancel_latency_seconds_sum", { runtime: "local" });
+    assert.ok(seconds > 0 && seconds < 10, `cancel latency ${seconds} s`);
   });
 });
