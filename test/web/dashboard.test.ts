@@ -239,7 +239,11 @@ describe("dashboard in Chromium", function () {
     await page.getByLabel("Status").selectOption("");
     await page.getByLabel("Repository").fill(repo.url);
     await page.getByLabel("Repository").press("Enter");
-    await page.waitForFunction((id) => document.querySelectorAll("tr[data-run-id]").length === 1 && !!document.querySelector(`tr[data-run-id="${id}"]`), run.id);
+    await page
+      .waitForFunction((id) => document.querySelectorAll("tr[data-run-id]").length === 1 && !!document.querySelector(`tr[data-run-id="${id}"]`), run.id, { timeout: 15_000 })
+      .catch(async (error: Error) => {
+        throw new Error(`${error.message}; at ${page.url()}: ${await page.locator("main").textContent()}`);
+      });
 
     await page.getByLabel("Runtime").selectOption("kubernetes");
     await page.waitForSelector("text=No run matches these filters.");

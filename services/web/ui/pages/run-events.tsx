@@ -3,7 +3,8 @@ import { CompletionStatus } from "@corral/contract/corral/common/v1/run_spec_pb.
 import { ArtifactUploadState } from "@corral/contract/corral/common/v1/run_event_pb.ts";
 import { durationMs, formatBytes, formatDuration, phaseName, STEP_OUTCOMES } from "../format.ts";
 import type { WatchPosition } from "../live/follow-run.ts";
-import type { RunModel } from "../live/run-model.ts";
+import type { EventRow, RunModel } from "../live/run-model.ts";
+import { Component } from "preact";
 
 const UPLOAD_STATES: Record<ArtifactUploadState, string> = {
   [ArtifactUploadState.UNSPECIFIED]: "?",
@@ -50,7 +51,6 @@ function describe(event: RunEvent): [string, string] {
 
 /** The run's events, newest first; log chunks are counted here and shown by the log. */
 export function EventsSection({ model, position }: { model: RunModel; position: WatchPosition }) {
-  const rows = [...model.rows].reverse();
   return (
     <section aria-labelledby="events-h" class="panel">
       <h2 id="events-h">Events</h2>
@@ -58,35 +58,48 @@ export function EventsSection({ model, position }: { model: RunModel; position: 
         {model.received} events received (through #{String(position.sequence)} of attempt {position.attempt}), {model.logChunks} of them log output, shown in the log.
         {model.dropped > 0 && ` The ${model.dropped} oldest are not listed.`}
       </p>
-      {rows.length > 0 && (
-        <div class="scroll" tabIndex={0} aria-label="Events, newest first">
-          <table class="events">
-            <thead>
-              <tr>
-                <th scope="col">Time</th>
-                <th scope="col">Attempt</th>
-                <th scope="col">#</th>
-                <th scope="col">Event</th>
-                <th scope="col">Detail</th>
-              </tr>
-            </thead>
-            <tbody>
-              {rows.map((row) => {
-                const [type, detail] = describe(row.event);
-                return (
-                  <tr key={`${row.attempt}:${row.sequence}`} data-event={type}>
-                    <td class="small">{row.at ? new Date(row.at).toLocaleTimeString() : "—"}</td>
-                    <td>{row.attempt}</td>
-                    <td class="mono">{String(row.sequence)}</td>
-                    <td class="mono small">{type}</td>
-                    <td>{detail}</td>
-                  </tr>
-                );
-              })}
-            </tbody>
-          </table>
-        </div>
-      )}
+      {/* Log chunks change the counts above, not the list: the list renders only when it changes. */}
+      <EventsTable rows={model.rows} version={model.rows.length + model.dropped} />
     </section>
   );
+}
+
+class EventsTable extends Component<{ rows: readonly EventRow[]; version: number }> {
+  override shouldComponentUpdate(next: { version: number }): boolean {
+    return next.version !== this.props.version;
+  }
+
+  override render() {
+    const rows = [...this.props.rows].reverse();
+    if (rows.length === 0) return null;
+    return (
+      <div class="scroll" tabIndex={0} aria-label="Events, newest first">
+        <table class="events">
+          <thead>
+            <tr>
+              <th scope="col">Time</th>
+              <th scope="col">Attempt</th>
+              <th scope="col">#</th>
+              <th scope="col">Event</th>
+              <th scope="col">Detail</th>
+            </tr>
+          </thead>
+          <tbody>
+            {rows.map((row) => {
+              const [type, detail] = describe(row.event);
+              return (
+                <tr key={`${row.attempt}:${row.sequence}`} data-event={type}>
+                  <td class="small">{row.at ? new Date(row.at).toLocaleTimeString() : "—"}</td>
+                  <td>{row.attempt}</td>
+                  <td class="mono">{String(row.sequence)}</td>
+                  <td class="mono small">{type}</td>
+                  <td>{detail}</td>
+                </tr>
+              );
+            })}
+          </tbody>
+        </table>
+      </div>
+    );
+  }
 }

@@ -30,7 +30,6 @@ export function RunPage({ runId }: { runId: string }) {
   const position = useRef<WatchPosition>({ attempt: 0, sequence: 0n });
   const [artifactsChanged, setArtifactsChanged] = useState(0);
   const visible = useVisible();
-  const now = useNow();
 
   // Many events can arrive at once (a resumed stream, a chatty agent): render at most every 100 ms.
   const renderPending = useRef(false);
@@ -132,10 +131,10 @@ export function RunPage({ runId }: { runId: string }) {
       </div>
       <ConnectionStatus watch={watch} log={log.state} />
       <FinalReason run={run} />
-      <Summary run={run} now={now} />
+      <Summary run={run} />
       <div class="columns">
-        <PhaseTimeline run={run} attempt={attempt} now={now} />
-        <StepsSection run={run} attempt={attempt} now={now} />
+        <PhaseTimeline run={run} attempt={attempt} />
+        <StepsSection run={run} attempt={attempt} />
       </div>
       <LogSection runId={runId} run={run} log={log} />
       <ArtifactsSection runId={runId} run={run} changed={artifactsChanged} />
@@ -223,7 +222,9 @@ function FinalReason({ run }: { run: Run }) {
   );
 }
 
-function Summary({ run, now }: { run: Run; now: number }) {
+function Summary({ run }: { run: Run }) {
+  // Ticks here, not in the page: the page's events and log need no re-render every second.
+  const now = useNow();
   const spec = run.spec;
   const result = run.result;
   return (

@@ -1,9 +1,11 @@
 import type { Run } from "@corral/contract/corral/scheduler/v1/run_service_pb.ts";
 import { formatDuration, formatTime, isTerminal, ms, PHASES, STEP_KINDS, STEP_OUTCOMES } from "../format.ts";
+import { useNow } from "../components/hooks.ts";
 import type { AttemptView } from "../live/run-model.ts";
 
 /** The pipeline's phases for the current attempt: done, current or not reached, with how long each took. */
-export function PhaseTimeline({ run, attempt, now }: { run: Run; attempt: AttemptView | undefined; now: number }) {
+export function PhaseTimeline({ run, attempt }: { run: Run; attempt: AttemptView | undefined }) {
+  const now = useNow();
   const marks = attempt?.phases ?? [];
   const end = ms(run.finishedAt) ?? (isTerminal(run.status) ? ms(run.updatedAt) : undefined) ?? now;
   const lastIndex = marks.length - 1;
@@ -39,7 +41,8 @@ export function PhaseTimeline({ run, attempt, now }: { run: Run; attempt: Attemp
   );
 }
 
-export function StepsSection({ run, attempt, now }: { run: Run; attempt: AttemptView | undefined; now: number }) {
+export function StepsSection({ run, attempt }: { run: Run; attempt: AttemptView | undefined }) {
+  const now = useNow();
   const steps = attempt?.steps ?? [];
   return (
     <section aria-labelledby="steps-h" class="panel">

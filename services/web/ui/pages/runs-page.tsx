@@ -25,6 +25,10 @@ export function RunsPage({ query }: { query: URLSearchParams }) {
   const [list, setList] = useState<{ runs: Run[]; more: boolean } | undefined>();
   const [error, setError] = useState<string | undefined>();
   const [repos, setRepos] = useState<string[]>([]);
+  // What is typed in the repository field, applied on Enter or on leaving the field; a re-render
+  // for another filter must not wipe it.
+  const [repoDraft, setRepoDraft] = useState(repo);
+  useEffect(() => setRepoDraft(repo), [repo]);
   const visible = useVisible();
   const now = useNow();
 
@@ -57,7 +61,8 @@ export function RunsPage({ query }: { query: URLSearchParams }) {
   }, [status, repo, runtime, limit, visible]);
 
   const setFilter = (name: string, value: string) => {
-    const next = new URLSearchParams(query);
+    // From the address as it is now: two quick changes must not undo each other.
+    const next = new URLSearchParams(location.search);
     if (value) next.set(name, value);
     else next.delete(name);
     const search = next.toString();
@@ -102,8 +107,9 @@ export function RunsPage({ query }: { query: URLSearchParams }) {
             type="search"
             list="known-repos"
             placeholder="any (exact URL)"
-            value={repo}
+            value={repoDraft}
             size={40}
+            onInput={(e) => setRepoDraft(e.currentTarget.value)}
             onChange={(e) => setFilter("repo", e.currentTarget.value.trim())}
           />
           <datalist id="known-repos">
