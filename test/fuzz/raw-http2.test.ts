@@ -113,10 +113,10 @@ describe("fuzz: malformed HTTP/2 and gRPC framing against a real artifact servic
     const cases: [string, Buffer, number[]][] = [
       ["declared 100, sent 3", envelope(0, 100, Buffer.from("abc")), [3]],
       ["half a length prefix", Buffer.from([0, 0]), [3]],
-      ["compressed flag without grpc-encoding", envelope(1, 3, Buffer.from("abc")), [3, 13]],
+      ["compressed flag without grpc-encoding", envelope(1, 3, Buffer.from("abc")), [3]],
       ["declared 4 GiB", envelope(0, 0xfffffff0, Buffer.from("abc")), [8]],
       ["two messages to a unary method", Buffer.concat([envelope(0, 0, Buffer.alloc(0)), envelope(0, 0, Buffer.alloc(0))]), [3, 12]],
-      ["bytes that are not protobuf", envelope(0, 4, Buffer.from([0xff, 0xff, 0xff, 0xff])), [3, 13]],
+      ["bytes that are not protobuf", envelope(0, 4, Buffer.from([0xff, 0xff, 0xff, 0xff])), [3]],
       ["no message at all", Buffer.alloc(0), [3, 12]],
     ];
     for (const [what, body, codes] of cases) {
@@ -138,7 +138,7 @@ describe("fuzz: malformed HTTP/2 and gRPC framing against a real artifact servic
           const body = Buffer.concat(messages.map(([flag, declared, payload]) => envelope(flag, declared ?? payload.length, payload)));
           const answer = await rawCall(fixture.url, path, body.subarray(0, Math.max(0, body.length - cut)));
           assert.ok(answer.grpcStatus !== undefined || answer.rstCode !== 0, JSON.stringify(answer));
-          assert.notEqual(answer.grpcStatus, 2, "UNKNOWN");
+          assert.ok(answer.grpcStatus !== 2 && answer.grpcStatus !== 13, `a fault code for bad input: ${JSON.stringify(answer)}`);
         },
       ),
       { numRuns: Math.max(50, Math.ceil(totalFuzzRuns / 50)) },

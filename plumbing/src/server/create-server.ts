@@ -6,6 +6,7 @@ import { connectNodeAdapter } from "@connectrpc/connect-node";
 import type { Logger } from "../logger.ts";
 import { createErrorInterceptor } from "./error-interceptor.ts";
 import { createHealth, ServingStatus, type HealthController } from "./health-service.ts";
+import { preciseDecodeErrors } from "./precise-decode-errors.ts";
 import { registerReflection } from "./reflection-service.ts";
 import { file_grpc_health_v1_health, Health } from "@corral/contract/grpc/health/v1/health_pb.ts";
 
@@ -82,6 +83,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       options.routes(router);
       health.register(router);
       registerReflection(router, files, [...serviceNames, "grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection"]);
+      router.handlers.splice(0, router.handlers.length, ...router.handlers.map(preciseDecodeErrors));
     },
     interceptors: [...(options.interceptors ?? []), createErrorInterceptor(logger)],
     shutdownSignal: shutdown.signal,

@@ -262,6 +262,16 @@ export function createAttachSession(deps: AttachDeps, signal: AbortSignal) {
           : []),
       ]);
     }
+    // PostgreSQL text cannot hold NUL: refused here, as the agent's error, not as a failed write.
+    const texts: [string, string][] = [
+      ["complete.idempotency_key", complete.idempotencyKey],
+      ["complete.reason", complete.reason],
+      ["complete.result.commit_sha", complete.result?.commitSha ?? ""],
+      ["complete.result.branch", complete.result?.branch ?? ""],
+      ...(complete.result?.changedFiles ?? []).map((file, i): [string, string] => [`complete.result.changed_files[${i}]`, file]),
+    ];
+    const withNul = texts.filter(([, text]) => text.includes("\0"));
+    if (withNul.length > 0) throw invalidArgument(withNul.map(([field]) => ({ field, description: "must not contain NUL characters" })));
     // Events sent before the completion must be stored before it.
     await batcher.flush();
     const verdict = await store.recordCompletion(record!, epoch, config.CORRAL_LEASE_DURATION, {

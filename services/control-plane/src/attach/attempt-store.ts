@@ -181,6 +181,15 @@ export function createAttemptStore(orm: Orm, pool: PgPool) {
 
     /** Records a completion idempotently: the same key always gets the same verdict. */
     async recordCompletion(record: AttemptRecord, epoch: bigint, leaseMs: number, completion: CompletionRecord): Promise<CompletionVerdict> {
+      // The scheduler's finalization locks the run, then its attempt; this locks the attempt
+      // (lease), then the run. PostgreSQL breaks such a deadlock by failing one side, which is
+      // then retried as a whole: everything it did was rolled back.
+      return retryOnDeadlock(() => recordCompletionOnce(record, epoch, leaseMs, completion));
+    },
+  };
+
+  async function recordCompletionOnce(record: AttemptRecord, epoch: bigint, leaseMs: number, completion: CompletionRecord): Promise<CompletionVerdict> {
+    {
       return sql.transaction(async (trx) => {
         await renewLease(record.attemptId, epoch, leaseMs, trx);
         // Serialise completions of one run, so two keys cannot both be recorded.
@@ -221,8 +230,20 @@ export function createAttemptStore(orm: Orm, pool: PgPool) {
         if (verdict.outcome === "recorded") await sql.run("select pg_notify('corral_completion', ?)", [record.runId], trx);
         return verdict;
       });
-    },
-  };
+    }
+  }
+}
+
+/** Runs a transaction again when PostgreSQL chose it as a deadlock's victim (40P01), a few times. */
+async function retryOnDeadlock<T>(transaction: () => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await transaction();
+    } catch (error) {
+      if ((error as { code?: string }).code !== "40P01" || attempt >= 5) throw error;
+      await new Promise((resolve) => setTimeout(resolve, Math.random() * 20 * attempt));
+    }
+  }
 }
 
 export type AttemptStore = ReturnType<typeof createAttemptStore>;

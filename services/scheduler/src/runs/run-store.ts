@@ -1,5 +1,5 @@
 import type { JsonValue } from "@bufbuild/protobuf";
-import { detail, failedPrecondition, notFound } from "@corral/plumbing/errors.ts";
+import { detail, failedPrecondition, invalidArgument, notFound } from "@corral/plumbing/errors.ts";
 import type { Sql, Transaction } from "@corral/plumbing/db/sql.ts";
 import { RunStateConflictSchema } from "@corral/contract/corral/common/v1/error_details_pb.ts";
 import { TERMINAL_STATUSES, type RunRow } from "./run-row.ts";
@@ -77,6 +77,8 @@ export function createRunStore(sql: Sql) {
         params.push(...filter.statuses);
       }
       if (filter.repositoryUrl) {
+        // PostgreSQL text cannot hold NUL; no stored URL has one either.
+        if (filter.repositoryUrl.includes("\0")) throw invalidArgument([{ field: "repository_url", description: "must not contain NUL characters" }]);
         where.push("repository_url = ?");
         params.push(filter.repositoryUrl);
       }
