@@ -50,7 +50,8 @@ export const defaultServerTimeouts: Readonly<ServerTimeouts> = Object.freeze({
   handshakeMs: 10_000,
   idleSessionMs: 5 * 60_000,
   requestMs: 30_000,
-  streamIdleMs: 5 * 60_000,
+  // Long: the agent keeps its run log upload open through steps that print nothing for a while.
+  streamIdleMs: 60 * 60_000,
   maxConcurrentStreams: 1000,
 });
 

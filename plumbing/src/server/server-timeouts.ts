@@ -10,7 +10,7 @@ export const serverTimeoutsConfig = {
   /** A unary or server-streaming call must have sent its request within this. */
   CORRAL_HTTP_REQUEST_TIMEOUT: duration("30s"),
   /** A client- or bidi-streaming call with no frame either way for this long is reset. */
-  CORRAL_HTTP_STREAM_IDLE_TIMEOUT: duration("5m"),
+  CORRAL_HTTP_STREAM_IDLE_TIMEOUT: duration("1h"),
   /** Streams one connection may have open at once. */
   CORRAL_HTTP_MAX_CONCURRENT_STREAMS: positiveInt(1000),
 };
