@@ -218,6 +218,8 @@ describe("corral logs and corral artifacts", function () {
       assert.equal(whole.code, 0, whole.stderr);
       assert.equal(sha256(whole.stdout), sha256(big));
       const followed = await corral(["logs", run.runId, "--follow"]);
+      assert.equal(followed.code, 0, followed.stderr);
+      assert.equal(followed.stdout.length, big.length, "bytes of the followed log");
       assert.equal(sha256(followed.stdout), sha256(big));
       // One Download call for the whole log would keep all 256 MiB reachable in the client
       // (connect-es #1524): measured +270 MiB. Windows of 8 MiB leave what the collector has not
