@@ -14,7 +14,7 @@ export interface ServiceDefinition<Shape extends z.ZodRawShape> {
   config: Shape;
   /** Log level from the validated config. */
   logLevel(config: Readonly<z.infer<z.ZodObject<Shape>>>): string;
-  start(config: Readonly<z.infer<z.ZodObject<Shape>>>, logger: Logger): Promise<StartedService & { server: { url: string } }>;
+  start(config: Readonly<z.infer<z.ZodObject<Shape>>>, logger: Logger): Promise<StartedService & { server: { url: string }; metrics?: { url: string } | undefined }>;
 }
 
 /**
@@ -34,7 +34,7 @@ export async function runServiceMain<Shape extends z.ZodRawShape>(definition: Se
     throw error;
   }
   const logger = createLogger({ name: definition.name, level: definition.logLevel(config) });
-  let service: StartedService & { server: { url: string } };
+  let service: StartedService & { server: { url: string }; metrics?: { url: string } | undefined };
   try {
     service = await definition.start(config, logger);
   } catch (error) {
@@ -45,7 +45,7 @@ export async function runServiceMain<Shape extends z.ZodRawShape>(definition: Se
   }
 
   // A supervisor that spawned us with an IPC channel (`corral up`) learns our address here.
-  process.send?.({ type: "ready", name: definition.name, url: service.server.url });
+  process.send?.({ type: "ready", name: definition.name, url: service.server.url, ...(service.metrics ? { metricsUrl: service.metrics.url } : {}) });
 
   let stopping = false;
   const stop = (signal: NodeJS.Signals) => {

@@ -50,6 +50,7 @@ describe("telemetry of a run: one trace across every process, metrics that move"
   let runId: string;
   let trace: ReceivedSpan[];
   let cancelledRunId: string;
+  let reportedTraceId = "";
   let cancelledTrace: ReceivedSpan[];
   let metricsCancelled: Record<string, Sample[]> = {};
   const metricsBefore: Record<string, Sample[]> = {};
@@ -95,6 +96,7 @@ describe("telemetry of a run: one trace across every process, metrics that move"
       const { run: now } = await stack.client.getRun({ runId });
       if (TERMINAL.includes(now!.status)) {
         assert.equal(now!.status, RunStatus.COMPLETED, now!.reason);
+        reportedTraceId = now!.traceId;
         break;
       }
       if (Date.now() > deadline) throw new Error("the run did not end");
@@ -176,6 +178,7 @@ describe("telemetry of a run: one trace across every process, metrics that move"
     assert.ok(aboutRun.length >= 8, `spans naming the run: ${aboutRun.length}`);
     assert.ok(trace.length >= 30, `spans in the trace: ${trace.length}`);
     assert.deepEqual([...new Set(aboutRun.map((s) => s.traceId))], [trace[0]!.traceId], "one trace id for the run");
+    assert.equal(reportedTraceId, trace[0]!.traceId, "GetRun reports the run's trace id (corral get prints it)");
     const roots = trace.filter((s) => s.parentSpanId === "");
     assert.deepEqual(roots.map((s) => s.name), ["corral.scheduler.v1.RunService/SubmitRun"]);
     assert.equal(roots[0]!.kind, "SERVER");

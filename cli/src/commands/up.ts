@@ -48,7 +48,7 @@ export async function up(args: string[]): Promise<number> {
         "~/.kube/config) in --namespace (default corral-runs), with the agent image --agent-image; agent pods\n" +
         "must reach the control plane (CORRAL_KUBERNETES_CONTROL_PLANE_URL, default its local address).\n\n" +
         "Starts the all-in-one stack. Environment: CORRAL_HOME (default .corral), DATABASE_URL\n" +
-        "(default: an embedded PostgreSQL), CORRAL_SCHEDULER_LISTEN, CORRAL_CONTROL_PLANE_LISTEN,\nCORRAL_ARTIFACT_LISTEN, CORRAL_WEB_LISTEN (the dashboard), CORRAL_LOG_LEVEL, CORRAL_ARTIFACT_SERVICE_TOKEN\n(default: one kept in CORRAL_HOME/artifact-service-token, made on first start).\n",
+        "(default: an embedded PostgreSQL), CORRAL_SCHEDULER_LISTEN, CORRAL_CONTROL_PLANE_LISTEN,\nCORRAL_ARTIFACT_LISTEN, CORRAL_WEB_LISTEN (the dashboard), CORRAL_LOG_LEVEL, CORRAL_ARTIFACT_SERVICE_TOKEN\n(default: one kept in CORRAL_HOME/artifact-service-token, made on first start),\nCORRAL_*_METRICS_LISTEN (default: each service's port + 1000, \"off\" for none), OTEL_EXPORTER_OTLP_ENDPOINT\n(traces, e.g. http://127.0.0.1:4318 for Jaeger; off when unset).\n",
     );
     return 0;
   }
@@ -108,6 +108,9 @@ export async function up(args: string[]): Promise<number> {
     const service = stack.services.find((s) => s.name === name)!;
     say(`  ${LABELS[name]} ${service.url}`);
   }
+  const scraped = stack.services.filter((s) => s.metricsUrl);
+  if (scraped.length > 0) say(`  metrics        ${scraped.map((s) => `${s.name} ${s.metricsUrl}`).join(", ")}`);
+  say(`  tracing        ${process.env.OTEL_EXPORTER_OTLP_ENDPOINT || process.env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT ? `OTLP to ${process.env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT || process.env.OTEL_EXPORTER_OTLP_ENDPOINT}` : "off (set OTEL_EXPORTER_OTLP_ENDPOINT)"}`);
   say(`  postgres       ${stack.embedded ? `embedded, data in ${config.CORRAL_HOME}/pg` : "DATABASE_URL"}`);
   say(`  logs           ${config.CORRAL_HOME}/logs/`);
   if (stack.serviceTokenFile) say(`  service token  ${stack.serviceTokenFile} (corral logs and corral artifacts read it)`);

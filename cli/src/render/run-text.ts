@@ -40,6 +40,8 @@ export function runDetails(run: Run): string {
   // Set once the agent has reported it: whether `corral artifacts` has everything.
   if (run.artifactState) lines.push(`artifacts  ${nameOf(ArtifactState, run.artifactState).toLowerCase()}`);
   if (run.reason) lines.push(`reason     ${run.reason}`);
+  // Where the run's spans are: search this id in Jaeger (or whatever receives the traces).
+  if (run.traceId) lines.push(`trace      ${run.traceId}`);
   return lines.join("\n");
 }
 

@@ -23,6 +23,8 @@ export interface StackOptions {
 export interface ServiceProcess {
   name: string;
   url: string;
+  /** Its Prometheus endpoint, when it serves one. */
+  metricsUrl?: string;
   logFile: string;
   child: ChildProcess;
 }
@@ -94,6 +96,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       env.CORRAL_ARTIFACT_SERVICE_TOKEN = await ensureServiceToken(home);
       serviceTokenFile = join(home, SERVICE_TOKEN_FILE);
     }
+    Object.assign(env, metricsDefaults(env));
     for (const service of SERVICES) {
       progress(`starting ${service.name}`);
       const started = await startService(service.name, service.entry, logs, env, options.startTimeoutMs ?? 60_000);
@@ -147,12 +150,12 @@ async function startService(
   });
   closeSync(fd);
   try {
-    const url = await new Promise<string>((resolveReady, reject) => {
+    const ready = await new Promise<{ url: string; metricsUrl?: string }>((resolveReady, reject) => {
       const timer = setTimeout(() => reject(new Error(`${name} did not report ready within ${timeoutMs} ms; see ${logFile}`)), timeoutMs);
-      child.on("message", (message: { type?: string; url?: string }) => {
+      child.on("message", (message: { type?: string; url?: string; metricsUrl?: string }) => {
         if (message.type === "ready" && message.url) {
           clearTimeout(timer);
-          resolveReady(message.url);
+          resolveReady({ url: message.url, ...(message.metricsUrl ? { metricsUrl: message.metricsUrl } : {}) });
         }
       });
       child.once("exit", (code, signal) => {
@@ -161,11 +164,34 @@ async function startService(
         reject(new Error(`${name} exited during start-up (${signal ?? `code ${code}`})${why ? `: ${why}` : ""}; see ${logFile}`));
       });
     });
-    return { name, url, logFile, child };
+    return { name, ...ready, logFile, child };
   } catch (error) {
     await stopChild(child, 2000);
     throw error;
   }
+}
+
+/**
+ * Each service's Prometheus endpoint, unless the environment sets it: on the service's host, at
+ * its gRPC port + 1000 (scheduler 9700, control plane 9701, artifact 9702 by default); a service
+ * on a port chosen at start (0) gets a metrics port chosen at start too.
+ */
+function metricsDefaults(env: NodeJS.ProcessEnv): Record<string, string> {
+  const services = [
+    { listen: "CORRAL_SCHEDULER_LISTEN", metrics: "CORRAL_SCHEDULER_METRICS_LISTEN", fallback: "127.0.0.1:8700" },
+    { listen: "CORRAL_CONTROL_PLANE_LISTEN", metrics: "CORRAL_CONTROL_PLANE_METRICS_LISTEN", fallback: "127.0.0.1:8701" },
+    { listen: "CORRAL_ARTIFACT_LISTEN", metrics: "CORRAL_ARTIFACT_METRICS_LISTEN", fallback: "127.0.0.1:8702" },
+  ];
+  const defaults: Record<string, string> = {};
+  for (const service of services) {
+    if (env[service.metrics]) continue;
+    const match = /^(.*):(\d+)$/.exec(env[service.listen] || service.fallback);
+    // A listen address the service will refuse anyway: let it say why, with no metrics in the way.
+    if (!match) continue;
+    const port = Number(match[2]);
+    defaults[service.metrics] = `${match[1]}:${port === 0 ? 0 : port + 1000}`;
+  }
+  return defaults;
 }
 
 function stopChild(child: ChildProcess, graceMs: number): Promise<void> {

@@ -63,5 +63,7 @@ export function toRunMessage(row: RunRow): Run {
     reason: row.reason ?? "",
     result: row.result ? { commitSha: row.result.commitSha ?? "", branch: row.result.branch ?? "", changedFiles: row.result.changedFiles ?? [] } : undefined,
     artifactState: (row.artifact_state && ARTIFACT_STATE.value(row.artifact_state)) || ArtifactState.UNSPECIFIED,
+    // traceparent is "00-<trace id>-<span id>-<flags>".
+    traceId: row.trace_parent?.split("-")[1] ?? "",
   });
 }
