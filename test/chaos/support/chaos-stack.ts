@@ -22,7 +22,10 @@ export interface ChaosScheduler {
   readonly sql: Sql;
   /** Stops the scheduler (its agents keep running) and starts another on the same port. */
   restart(): Promise<void>;
-  close(): Promise<void>;
+  /** Where attempts' work directories and agent logs (`<run id>/<attempt>.agent.log`) are. */
+  readonly workRoot: string;
+  /** `keep`: leave the work root (agent logs) for a look after a failure. */
+  close(keep?: boolean): Promise<void>;
 }
 
 /**
@@ -58,6 +61,7 @@ export async function startChaosScheduler(options: {
       return scheduler;
     },
     client,
+    workRoot,
     get sql() {
       return createSql(scheduler.database.orm);
     },
@@ -66,7 +70,7 @@ export async function startChaosScheduler(options: {
       await scheduler.close(100);
       scheduler = await startScheduler(config(`127.0.0.1:${port}`), logger("scheduler"), { agentEnv });
     },
-    async close() {
+    async close(keep = false) {
       // Agents outlive a scheduler on purpose; a test's must not outlive the test.
       const handles = await createSql(scheduler.database.orm)
         .all<{ pid: number | null }>("select (runtime_handle->>'pid')::int as pid from attempts where status <> 'finished' and runtime_handle is not null")
@@ -79,7 +83,7 @@ export async function startChaosScheduler(options: {
         }
       }
       await scheduler.close(1000);
-      await rm(workRoot, { recursive: true, force: true });
+      if (!keep) await rm(workRoot, { recursive: true, force: true });
     },
   };
 }

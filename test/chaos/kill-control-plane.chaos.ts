@@ -44,12 +44,18 @@ describe("chaos R1: kill -9 the control plane during a run of 100k events", func
     );
     scheduler = await startChaosScheduler({ databaseUrl: database.url, controlPlaneUrl: controlPlane.url });
   });
+  let keep = false;
+  afterEach(function () {
+    keep ||= this.currentTest?.state === "failed";
+  });
   after(async () => {
-    await scheduler?.close();
+    await scheduler?.close(keep);
     await controlPlane?.close();
     await artifacts?.close();
     await database?.drop();
-    await rm(dir, { recursive: true, force: true });
+    // A failure keeps the control plane's log for a look.
+    if (keep) console.log(`      R1: the control plane's log is kept in ${dir}, the agent's in ${scheduler?.workRoot}`);
+    else await rm(dir, { recursive: true, force: true });
   });
 
   it("stores every event once and completes the run", async () => {
