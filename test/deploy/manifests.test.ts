@@ -497,7 +497,16 @@ describe("deploy assets", () => {
 
         it(`runs ${service.image}, listening on 0.0.0.0:${service.port}`, () => {
           assert.equal(imageName(container().image), service.image);
-          assert.deepEqual(container().ports?.map((p) => p.containerPort), [service.port]);
+          // Services with a Prometheus endpoint declare it too, on the port their metrics variable names.
+          const metricsVar = service.listenVar.replace(/_LISTEN$/, "_METRICS_LISTEN");
+          const metrics = metricsVar in service.config ? env(metricsVar)?.value : undefined;
+          const metricsPort = metrics ? Number(/:(\d+)$/.exec(metrics)![1]) : undefined;
+          assert.deepEqual(container().ports?.map((p) => p.containerPort), metricsPort ? [service.port, metricsPort] : [service.port]);
+          if (metricsPort) {
+            assert.equal(container().ports?.find((p) => p.containerPort === metricsPort)?.name, "metrics");
+            const annotations = (deployment().spec.template.metadata as { annotations?: Record<string, string> }).annotations;
+            assert.deepEqual(annotations, { "prometheus.io/scrape": "true", "prometheus.io/port": String(metricsPort), "prometheus.io/path": "/metrics" });
+          }
           assert.equal(env(service.listenVar)?.value, `0.0.0.0:${service.port}`);
         });
 
