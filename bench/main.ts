@@ -5,6 +5,7 @@ import { benchRuns } from "./runs.ts";
 import { benchArtifacts } from "./artifacts.ts";
 import { benchAttached } from "./attached.ts";
 import { benchAdmission } from "./admission.ts";
+import { benchTracing } from "./tracing.ts";
 import { printTable, type Figure } from "./stats.ts";
 
 /**
@@ -35,6 +36,8 @@ try {
   }
   console.log("bench: runs admitted and launched per second, 1 and 3 schedulers, no-op runtime…");
   figures.push(...(await benchAdmission({ runs: quick ? 500 : 3000 })));
+  console.log("bench: what tracing costs an RPC (no interceptor, tracing off, tracing on)…");
+  figures.push(...(await benchTracing({ calls: quick ? 2000 : 10_000 })));
   console.log("bench: artifact upload and download…");
   figures.push(...(await benchArtifacts({ megabytes: quick ? 64 : 1024 })));
 } finally {
