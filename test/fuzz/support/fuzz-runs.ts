@@ -21,9 +21,12 @@ export function countCase(rpc: string): void {
   counts.set(rpc, (counts.get(rpc) ?? 0) + 1);
 }
 
-/** Prints the cases that ran, per RPC and in all, so the figure in a CI log is the one that ran. */
+/** Prints the cases that ran since the last report, per RPC, and the total in this process, so the figure in a CI log is the one that ran. */
 export function reportCases(title: string): void {
   const total = [...counts.values()].reduce((a, b) => a + b, 0);
-  const rows = [...counts].map(([rpc, n]) => `${rpc} ${n}`).join(", ");
-  console.log(`      fuzz ${title}: ${rows}; ${total} cases so far in this process (CORRAL_FUZZ_RUNS=${totalFuzzRuns})`);
+  const rows = [...counts].filter(([rpc, n]) => n !== reported.get(rpc)).map(([rpc, n]) => `${rpc} ${n - (reported.get(rpc) ?? 0)}`);
+  for (const [rpc, n] of counts) reported.set(rpc, n);
+  console.log(`      fuzz ${title}: ${rows.join(", ")}; ${total} cases in all so far (CORRAL_FUZZ_RUNS=${totalFuzzRuns})`);
 }
+
+const reported = new Map<string, number>();
