@@ -718,6 +718,23 @@ describe("deploy assets", () => {
       assert.ok(token.length >= 32, "the artifact service refuses tokens under 32 characters");
     });
 
+    it("reads tunable settings from the corral-settings ConfigMap, every referenced key present", () => {
+      const settings = one<K8sObject & { data: Record<string, string> }>("ConfigMap", "corral-settings");
+      const refs = workloads().flatMap((w) =>
+        w.spec.template.spec.containers.flatMap((c) =>
+          (c.env ?? []).flatMap((e) => {
+            const ref = (e as { valueFrom?: { configMapKeyRef?: { name: string; key: string } } }).valueFrom?.configMapKeyRef;
+            return ref ? [{ where: `${w.metadata.name}/${e.name}`, ...ref }] : [];
+          }),
+        ),
+      );
+      assert.ok(refs.filter((r) => r.key === "log-level").length >= 4, "every service reads its log level from the settings");
+      for (const ref of refs) {
+        assert.equal(ref.name, "corral-settings", ref.where);
+        assert.ok(Object.hasOwn(settings.data, ref.key), `${ref.where}: no key ${ref.key} in corral-settings`);
+      }
+    });
+
     it("wires the dev database: one Secret whose url matches the PostgreSQL it configures", () => {
       const secrets = all<K8sObject & { data: Record<string, string> }>("Secret").filter((s) => /^corral-database(-[a-z0-9]+)?$/.test(s.metadata.name));
       assert.equal(secrets.length, 1);
