@@ -15,11 +15,12 @@ const CLI = fileURLToPath(new URL("../../cli/bin/corral.js", import.meta.url));
 const run = promisify(execFile);
 
 describe("corral up --runtime docker", function () {
-  this.timeout(180_000);
+  // A whole stack and a run: slow on a machine that is busy with other suites.
+  this.timeout(300_000);
   let engine: PodmanService;
   let image: string;
-  let home: string;
   let repos: string;
+  const homes: string[] = [];
   const scope = `test-up-${randomBytes(4).toString("hex")}`;
 
   before(async function () {
@@ -31,8 +32,6 @@ describe("corral up --runtime docker", function () {
     this.timeout(900_000);
     engine = await sharedPodman();
     image = await testAgentImage();
-    home = mkdtempSync(join(tmpdir(), "corral-up-docker-"));
-    chmodSync(home, 0o755); // as root, the embedded PostgreSQL runs as postgres and must enter it
     repos = mkdtempSync(join(tmpdir(), "corral-up-docker-repos-"));
     chmodSync(repos, 0o755);
   });
@@ -41,10 +40,14 @@ describe("corral up --runtime docker", function () {
       const ids = (await podman(["ps", "-aq", "--filter", `label=corral.dev/scope=${scope}`], engine.env)).split("\n").filter(Boolean);
       if (ids.length > 0) await podman(["rm", "--force", ...ids], engine.env).catch(() => undefined);
     }
-    for (const dir of [home, repos]) if (dir) rmSync(dir, { recursive: true, force: true });
+    for (const dir of [...homes, repos]) if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
+  /** A home of its own per test, so a stack still stopping cannot hold the next one's database. */
   const baseEnv = (): NodeJS.ProcessEnv => {
+    const home = mkdtempSync(join(tmpdir(), "corral-up-docker-"));
+    chmodSync(home, 0o755); // as root, the embedded PostgreSQL runs as postgres and must enter it
+    homes.push(home);
     const env: NodeJS.ProcessEnv = {
       ...process.env,
       CORRAL_HOME: home,
@@ -84,7 +87,7 @@ describe("corral up --runtime docker", function () {
         const child = execFile(
           process.execPath,
           [CLI, "run", "--repo", remote.url, "--base", "main", "--agent-command", "echo in-a-container > DOCKER.md", "--prompt", "p", "--wait", "--json"],
-          { env: { ...process.env, CORRAL_SCHEDULER_URL: scheduler }, timeout: 120_000 },
+          { env: { ...process.env, CORRAL_SCHEDULER_URL: scheduler }, timeout: 240_000 },
           (_error, stdout, stderr) => resolve({ code: child.exitCode, stdout, stderr }),
         );
       });
@@ -104,7 +107,7 @@ describe("corral up --runtime docker", function () {
       const child = execFile(
         process.execPath,
         [CLI, "up", "--runtime", "docker", "--docker-host", engine.url, "--agent-image", "localhost/corral-agent-missing:1"],
-        { env: baseEnv(), timeout: 120_000 },
+        { env: baseEnv(), timeout: 240_000 },
         (_error, stdout, stderr) => resolve({ code: child.exitCode, output: stdout + stderr }),
       );
     });

@@ -269,8 +269,10 @@ describe("docker runtime against podman", function () {
       assert.match(fact.detail, /exited with code 1/);
       // What the agent printed is the only account of why it never attached.
       assert.match((await backend.diagnostics!(runId, 1, handle)) ?? "", /127\.0\.0\.1:9/);
-      // Once reported, the fact is not repeated by later events of the same container.
+      // Once reported, the fact is not repeated by later events of the container, nor is its
+      // removal by cleanup news.
       await backend.cleanup(runId, 1, handle);
+      await new Promise((resolve) => setTimeout(resolve, 1000));
       assert.equal(facts.filter((f) => f.runId === runId).length, 1);
       assert.equal((await backend.observe(runId, 1, handle)).fact, "missing");
     } finally {

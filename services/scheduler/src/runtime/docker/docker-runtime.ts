@@ -45,6 +45,8 @@ export function createDockerRuntime(options: DockerRuntimeOptions): RuntimeBacke
   const reported = new Map<string, string>();
   // Containers the engine sent an "oom" event for.
   const oomEvents = new Set<string>();
+  // Attempts whose container cleanup removed: their removal event is no news.
+  const removedByUs = new Set<string>();
   let engine: { address: EngineAddress; docker: Docker; events: EngineEvents } | undefined;
   // After close, nothing may open a new event stream (a late report would keep the process alive).
   let closed = false;
@@ -63,6 +65,7 @@ export function createDockerRuntime(options: DockerRuntimeOptions): RuntimeBacke
         const owner = attemptOf(event.attributes, shape.scope);
         if (!owner || !FACT_EVENTS.has(event.action)) return;
         if (event.action === "oom") oomEvents.add(event.id);
+        if ((event.action === "destroy" || event.action === "remove") && removedByUs.delete(key(owner.runId, owner.attempt))) return;
         void report(owner.runId, owner.attempt).catch((error: unknown) => logger.warn({ err: error }, "could not report a container's fact"));
       },
       // After a reconnect, events missed in between may be gone: look at every container again.
@@ -98,7 +101,9 @@ export function createDockerRuntime(options: DockerRuntimeOptions): RuntimeBacke
     if (closed) return;
     const k = key(runId, attempt);
     if (fact === "running" || reported.get(k) === fact) return;
-    reported.set(k, fact);
+    // A removed container gives no further facts: forget the attempt.
+    if (fact === "missing") reported.delete(k);
+    else reported.set(k, fact);
     for (const listener of listeners) listener(runId, attempt, fact, detail);
   }
 
@@ -202,7 +207,14 @@ export function createDockerRuntime(options: DockerRuntimeOptions): RuntimeBacke
     async cleanup(runId, attempt, handle) {
       const { docker } = connect();
       const ref = handle?.containerId ?? containerName(runId, attempt);
-      await remove(docker, ref);
+      // Marked before the call: the event may come down the stream before the call's answer.
+      removedByUs.add(key(runId, attempt));
+      let removed = false;
+      try {
+        removed = await remove(docker, ref);
+      } finally {
+        if (!removed) removedByUs.delete(key(runId, attempt));
+      }
       // By name too: a handle from before a relaunch may name another container of the attempt.
       if (handle?.containerId) await remove(docker, containerName(runId, attempt));
       reported.delete(key(runId, attempt));
