@@ -241,29 +241,38 @@ describe("kubernetes runtime against a real API server", function () {
   });
 
   it("lets the garbage collector remove the Secret with its Job", async () => {
-    // The backend alone, so that nothing but the owner reference can remove the Secret.
+    // The backend alone, in a namespace no scheduler watches (the stack's would take this Job
+    // of an unknown run for an orphan), so that nothing but the owner reference can remove the Secret.
+    const own = await createRunsNamespace(admin);
     const backend = createKubernetesRuntime({
       loadKubeConfig: () => cluster.kubeConfig("restricted"),
-      shape: { ...TEST_SHAPE, namespace: namespace.name },
-      controlPlaneUrl: "http://127.0.0.1:9",
+      shape: { ...TEST_SHAPE, namespace: own.name },
+      controlPlaneUrl: "http://corral-control-plane.test:8701",
       logger: createLogger({ name: "test", level: "silent" }),
     });
     const runId = "5a4b3c2d-1e0f-4a9b-8c7d-6e5f4a3b2c1d";
     try {
       const handle = await backend.launch({ runId, attempt: 1, credential: "corral_att_x", controlPlaneUrl: "http://127.0.0.1:9", limits: {}, timeouts: { runMs: 60_000, graceMs: 1000 } });
-      assert.deepEqual(handle, { namespace: namespace.name, jobName: jobName(runId, 1) });
-      const job = await batch().readNamespacedJob({ name: jobName(runId, 1), namespace: namespace.name });
-      const secret = await core().readNamespacedSecret({ name: secretName(runId, 1), namespace: namespace.name });
+      assert.deepEqual(handle, { namespace: own.name, jobName: jobName(runId, 1) });
+      const job = await batch().readNamespacedJob({ name: jobName(runId, 1), namespace: own.name });
+      // The runtime's control-plane URL (as pods reach it) wins over the scheduler's.
+      const env = job.spec?.template.spec?.containers[0]?.env ?? [];
+      assert.equal(env.find((e) => e.name === "CORRAL_CONTROL_PLANE_URL")?.value, "http://corral-control-plane.test:8701");
+      const secret = await core().readNamespacedSecret({ name: secretName(runId, 1), namespace: own.name });
       assert.deepEqual(
         secret.metadata?.ownerReferences?.map((o) => [o.kind, o.name, o.uid]),
         [["Job", job.metadata!.name, job.metadata!.uid]],
       );
       // A second launch of the same attempt (a retried launch) is a duplicate, not an error.
       assert.deepEqual(await backend.launch({ runId, attempt: 1, credential: "corral_att_x", controlPlaneUrl: "http://127.0.0.1:9", limits: {}, timeouts: { runMs: 60_000, graceMs: 1000 } }), handle);
-      await batch().deleteNamespacedJob({ name: jobName(runId, 1), namespace: namespace.name, body: { propagationPolicy: "Background" } });
-      await waitFor(async () => (!(await secretExists(runId)) ? true : undefined), "the Secret to be garbage-collected");
+      await batch().deleteNamespacedJob({ name: jobName(runId, 1), namespace: own.name, body: { propagationPolicy: "Background" } });
+      await waitFor(
+        async () => (!(await exists(() => core().readNamespacedSecret({ name: secretName(runId, 1), namespace: own.name }))) ? true : undefined),
+        "the Secret to be garbage-collected",
+      );
     } finally {
       await backend.close();
+      await own.remove();
     }
   });
 

@@ -170,7 +170,9 @@ export function createKubernetesRuntime(options: KubernetesRuntimeOptions): Runt
 
     async launch(request: LaunchRequest): Promise<RuntimeHandle> {
       const c = connect();
-      const job = agentJob(shape, request);
+      // Pods reach the control plane at the runtime's own URL (a Service name), not the
+      // scheduler's (often a loopback address).
+      const job = agentJob(shape, { ...request, controlPlaneUrl: options.controlPlaneUrl || request.controlPlaneUrl });
       const name = job.metadata!.name!;
       let created: V1Job;
       try {
