@@ -114,17 +114,22 @@ async function printLog(options: { runId: string; attempt: number | undefined; f
     }
   }
 
-  // Follow. The run is watched beside the tail: a log whose run has ended is given SETTLE_MS to
-  // finish, then the tail stops with what there is (an agent lost mid-run never finishes it).
+  // Follow. The run is watched beside the tail: once the run has ended, a log that brings no new
+  // bytes for SETTLE_MS will not finish (an agent lost mid-run never finishes it), and the tail
+  // stops with what there is. A log still streaming in is never cut, however long it takes.
   const tail = new AbortController();
   const stopTail = () => tail.abort();
   signal.addEventListener("abort", stopTail, { once: true });
   let runEnded = false;
+  let lastProgress = performance.now();
   const watcher = (async () => {
     while (!tail.signal.aborted) {
       if (TERMINAL.includes(run.status)) {
         runEnded = true;
-        await sleep(SETTLE_MS, tail.signal);
+        lastProgress = Math.max(lastProgress, performance.now() - RUN_POLL_MS);
+        for (let idle = performance.now() - lastProgress; idle < SETTLE_MS && !tail.signal.aborted; idle = performance.now() - lastProgress) {
+          await sleep(SETTLE_MS - idle, tail.signal);
+        }
         tail.abort();
         return;
       }
@@ -145,6 +150,7 @@ async function printLog(options: { runId: string; attempt: number | undefined; f
           if (piece.artifact) continue;
           await sink.write(piece.data);
           position += piece.data.byteLength;
+          lastProgress = performance.now();
         }
         complete = true;
         break;

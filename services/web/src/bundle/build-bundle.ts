@@ -65,6 +65,7 @@ export async function buildBundle(options: BundleOptions = {}): Promise<void> {
     throw new Error(`the dashboard bundle in ${outDir} is missing or stale, and esbuild, which builds it, cannot be loaded (${(error as Error).message})`);
   });
   const staging = join(outDir, "..", `.${basename(outDir)}-${process.pid}-${randomBytes(4).toString("hex")}`);
+  activeBuilds++;
   try {
     const result = await esbuild.build({
       absWorkingDir: root,
@@ -103,8 +104,14 @@ export async function buildBundle(options: BundleOptions = {}): Promise<void> {
   } catch (error) {
     await rm(staging, { recursive: true, force: true });
     throw error;
+  } finally {
+    // esbuild keeps a service process after a build, which keeps this process alive (a test
+    // run that never exits); the last build in flight stops it, and the next starts it again.
+    if (--activeBuilds === 0) await esbuild.stop();
   }
 }
+
+let activeBuilds = 0;
 
 /** The files a built bundle serves (paths relative to its directory). */
 export async function bundleFiles(outDir: string): Promise<string[]> {
