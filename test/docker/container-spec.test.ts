@@ -28,6 +28,13 @@ const REQUEST: LaunchRequest = {
 };
 
 describe("docker runtime: the agent's container", () => {
+  it("hands the launch's trace context to the agent, when there is one", () => {
+    const traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    const traced = agentContainer(SHAPE, { ...REQUEST, traceContext: { traceparent, tracestate: "" } }, "http://10.0.0.1:8701").Env!;
+    assert.ok(traced.includes(`TRACEPARENT=${traceparent}`));
+    assert.ok(!agentContainer(SHAPE, REQUEST, "http://10.0.0.1:8701").Env!.some((e) => e.startsWith("TRACEPARENT=")));
+  });
+
   it("carries the attempt in its name and labels, and no credential anywhere", () => {
     const spec = agentContainer(SHAPE, REQUEST, "http://10.0.0.1:8701");
     assert.equal(spec.name, `corral-${RUN_ID}-2`);

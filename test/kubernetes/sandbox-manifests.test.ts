@@ -95,6 +95,15 @@ describe("kubernetes sandbox manifests", () => {
     assert.equal(mount?.readOnly, true);
   });
 
+  it("hand the launch's trace context to the agent, when there is one", () => {
+    const envOf = (r: LaunchRequest) => Object.fromEntries(agentJob(shape, r).spec!.template.spec!.containers[0]!.env!.map((e) => [e.name, e.value]));
+    const traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    const traced = envOf({ ...request, traceContext: { traceparent, tracestate: "corral=1" } });
+    assert.equal(traced.TRACEPARENT, traceparent);
+    assert.equal(traced.TRACESTATE, "corral=1");
+    assert.equal(envOf(request).TRACEPARENT, undefined);
+  });
+
   it("never put the credential in the Job, only in the Secret", () => {
     const job = JSON.stringify(agentJob(shape, request));
     assert.ok(!job.includes(request.credential));

@@ -88,6 +88,8 @@ export function agentContainer(shape: ContainerShape, request: LaunchRequest, co
     TMPDIR: "/tmp",
     // tini forwards SIGTERM to the whole process group: the wrapper and the agent.
     TINI_KILL_PROCESS_GROUP: "1",
+    // The launch's trace context, so the agent's first Attach call joins the run's trace.
+    ...(request.traceContext ? { TRACEPARENT: request.traceContext.traceparent, TRACESTATE: request.traceContext.tracestate } : {}),
   };
   return {
     name: containerName(request.runId, request.attempt),

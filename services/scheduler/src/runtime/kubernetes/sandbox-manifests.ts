@@ -112,6 +112,8 @@ function agentContainer(shape: SandboxShape, request: LaunchRequest, base: V1Con
     // The root filesystem is read-only; git and the agent's tools need a writable home.
     HOME: "/tmp",
     TMPDIR: "/tmp",
+    // The launch's trace context, so the agent's first Attach call joins the run's trace.
+    ...(request.traceContext ? { TRACEPARENT: request.traceContext.traceparent, TRACESTATE: request.traceContext.tracestate } : {}),
   };
   const ours = new Set(Object.keys(env));
   return {
