@@ -136,6 +136,9 @@ export function createAttachSession(deps: AttachDeps, signal: AbortSignal) {
     if (["completed", "failed", "cancelled"].includes(found.runStatus)) {
       throw failedPrecondition(`run is already ${found.runStatus}`);
     }
+    // A client that gave up on this stream (no welcome in time) has already attached again
+    // elsewhere: taking the lease for it now would supersede its live stream with a dead one.
+    if (signal.aborted) throw new ConnectError("the client cancelled the stream before it was attached", Code.Canceled);
     const lease = await store.takeLease(found, config.CORRAL_LEASE_DURATION);
     record = found;
     epoch = lease.epoch;
