@@ -73,8 +73,9 @@ export async function prepareContainerLaunch(
   env.HOSTNAME = pod.metadata!.name!;
   env.HOME = join(podDir, "home");
   await mkdir(env.HOME, { recursive: true });
-  Object.assign(env, await resolveEnv(pod, container, reader));
-  for (const [name, value] of Object.entries(env)) env[name] = toHost(value);
+  // Only the pod's own values name paths inside the container; the host's (PATH) are host paths
+  // already, and rewriting them would break a checkout under a mountPath such as /tmp.
+  for (const [name, value] of Object.entries(await resolveEnv(pod, container, reader))) env[name] = toHost(value);
 
   // The image's own files are not there; an unmounted workingDir becomes a dir under the pod's "root".
   const root = join(podDir, "root");
@@ -82,7 +83,10 @@ export async function prepareContainerLaunch(
   const cwd = workingDir === container.workingDir ? join(root, workingDir) : workingDir;
   await mkdir(cwd, { recursive: true });
 
-  const argv = [...(container.command ?? imageArgv), ...(container.args ?? [])].map((arg) => toHost(expand(arg, env)));
+  // The image's argv stands for files of the image, which are the host's here: never rewritten.
+  // A command or args from the pod spec are the container's view, so they are.
+  const fromSpec = (args: string[]) => args.map((arg) => toHost(expand(arg, env)));
+  const argv = [...(container.command ? fromSpec(container.command) : imageArgv), ...fromSpec(container.args ?? [])];
   return { container, argv, env, cwd };
 }
 
