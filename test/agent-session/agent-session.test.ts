@@ -8,9 +8,11 @@ import { startControlPlane, type ControlPlane } from "@corral/control-plane/star
 import { CancelRequest } from "../../agent/src/pipeline/cancel-request.ts";
 import { runAgent, type RunAgentOptions } from "../../agent/src/attempt/run-agent.ts";
 import type { RunPipelineOptions } from "../../agent/src/attempt/pipeline-port.ts";
+import { openAttach } from "../support/attach-client.ts";
 import { startControlPlaneFixture, type ControlPlaneFixture } from "../support/control-plane.ts";
 import {
   aborted,
+  capturingHellos,
   countingAttachCalls,
   createFakePipeline,
   FAST_RECONNECT,
@@ -332,6 +334,43 @@ describe("agent session against the control plane", () => {
       assert.equal(exit.exitCode, 1);
       assert.equal(exit.failure?.kind, "unreachable");
       assert.ok(calls.count >= 3, `it kept trying with backoff (${calls.count} attempts)`);
+    });
+
+    it("a late attach of the agent's own (its hello processed after it gave up) supersedes its stream; it reconnects and finishes", async () => {
+      const run = await seedAgentRun(fx.sql);
+      const hellos = capturingHellos();
+      const calls = countingAttachCalls();
+      let release!: () => void;
+      const released = new Promise<void>((resolve) => (release = resolve));
+      const pipeline = createFakePipeline(async (options) => {
+        options.observer.phaseChanged("agent");
+        options.observer.stepStarted({ name: "agent", kind: "agent", timeoutMs: 60_000 });
+        await emitLines(options, "agent", ["before\n"]);
+        await released;
+        await emitLines(options, "agent", ["after\n"]);
+        options.observer.stepFinished({ name: "agent", kind: "agent", outcome: "succeeded", exitCode: 0, durationMs: 5 });
+        return SUCCESS;
+      });
+      const exit = runAgent(agentOptions(run, { pipeline, interceptors: [hellos.interceptor, calls.interceptor] }));
+      await pipeline.started;
+      await waitFor(async () => (await storedEvents(fx.sql, run.runId)).length >= 3, "the agent's first events");
+
+      // The agent's own hello again, on a stream it no longer reads: what a hello that reached the
+      // control plane after the agent had given up on its stream does.
+      const late = openAttach(fx.url);
+      late.send({ case: "hello", value: hellos.first() });
+      await late.next("welcome");
+      await waitFor(() => calls.count >= 2, "the agent attaching again");
+      release();
+      const result = await exit;
+      late.abort();
+
+      assert.equal(result.exitCode, 0, result.message);
+      assert.equal(pipeline.calls.length, 1, "the pipeline ran once, uninterrupted");
+      const events = await storedEvents(fx.sql, run.runId);
+      assertContiguous(events);
+      assert.equal(logOf(events, "agent"), "before\nafter\n");
+      assert.deepEqual((await storedCompletions(fx.sql, run.runId)).map((c) => [c.status, c.conflict]), [["succeeded", false]]);
     });
 
     it("a second agent for the same attempt supersedes the first, which stops its pipeline", async () => {

@@ -5,6 +5,7 @@ import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { RunSpecSchema } from "@corral/contract/corral/common/v1/run_spec_pb.ts";
 import type { Sql } from "@corral/plumbing/db/sql.ts";
+import type { AttachRequest, Hello } from "@corral/contract/corral/runner/v1/runner_service_pb.ts";
 import { createLogger, type Logger } from "@corral/plumbing/logger.ts";
 import type { PipelinePort, RunPipelineOptions, PipelineResult } from "../../agent/src/attempt/pipeline-port.ts";
 import { seedLaunchedRun, type SeededRun } from "../support/seed-run.ts";
@@ -63,6 +64,25 @@ export function countingAttachCalls(): { interceptor: Interceptor; readonly coun
     },
     get count() {
       return count;
+    },
+  };
+}
+
+/** Keeps the hellos the agent sends, as sent (its instance id and credential included). */
+export function capturingHellos(): { interceptor: Interceptor; first(): Hello } {
+  const hellos: Hello[] = [];
+  const tap = async function* (messages: AsyncIterable<AttachRequest>) {
+    for await (const message of messages) {
+      if (message.message.case === "hello") hellos.push(message.message.value);
+      yield message;
+    }
+  };
+  return {
+    interceptor: (next) => (request) =>
+      request.method.name === "Attach" && request.stream ? next({ ...request, message: tap(request.message as AsyncIterable<AttachRequest>) } as typeof request) : next(request),
+    first() {
+      if (!hellos[0]) throw new Error("the agent has sent no hello");
+      return hellos[0];
     },
   };
 }

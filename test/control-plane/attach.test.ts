@@ -4,11 +4,12 @@ import { CompletionOutcome, ProtocolErrorCode } from "@corral/contract/corral/ru
 import { CompletionStatus } from "@corral/contract/corral/common/v1/run_spec_pb.ts";
 import { fromBinary } from "@bufbuild/protobuf";
 import { Phase, RunEventSchema } from "@corral/contract/corral/common/v1/run_event_pb.ts";
-import { CompletionConflictReason, LeaseSupersededSchema, LimitExceededSchema, ProtocolVersionMismatchSchema } from "@corral/contract/corral/common/v1/error_details_pb.ts";
+import { CompletionConflictReason, FieldViolationsSchema, LeaseSupersededSchema, LimitExceededSchema, ProtocolVersionMismatchSchema } from "@corral/contract/corral/common/v1/error_details_pb.ts";
 import { openAttach } from "../support/attach-client.ts";
 import { seedLaunchedRun } from "../support/seed-run.ts";
 import { startControlPlaneFixture, type ControlPlaneFixture } from "../support/control-plane.ts";
 
+const pick = ({ currentEpoch, sameAgent }: { currentEpoch: bigint; sameAgent: boolean }) => ({ currentEpoch, sameAgent });
 const progress = (message: string) => ({ case: "progress" as const, value: { message } });
 
 /** The message of a stored run.progress event. */
@@ -155,6 +156,50 @@ describe("control plane: Attach", () => {
     const six = await fx.sql.one<{ payload: Uint8Array }>("select payload from events where run_id = ? and sequence = 6", [run.runId]);
     assert.equal(progressMessage(six!.payload), "fresh");
     second.abort();
+  });
+
+  it("says whether the stream that took over came from the same agent (its instance id), whichever way the takeover is noticed", async () => {
+    const takeover = async (firstId: string, secondId: string) => {
+      const run = await seedLaunchedRun(fx.sql);
+      const first = openAttach(fx.url);
+      first.hello(run.runId, 1, run.token, { instanceId: firstId });
+      await first.next("welcome");
+      const second = openAttach(fx.url);
+      second.hello(run.runId, 1, run.token, { instanceId: secondId });
+      await second.next("welcome");
+      const error = await first.ended();
+      second.abort();
+      assert.equal(error?.code, Code.Aborted);
+      return error!.findDetails(LeaseSupersededSchema)[0]!;
+    };
+    assert.deepEqual(pick(await takeover("agent-a", "agent-a")), { currentEpoch: 2n, sameAgent: true });
+    assert.deepEqual(pick(await takeover("agent-a", "agent-b")), { currentEpoch: 2n, sameAgent: false });
+    assert.deepEqual(pick(await takeover("", "")), { currentEpoch: 2n, sameAgent: false }, "no instance id: always another agent");
+
+    // Fenced at the write (the epoch moved under the stream before any notification reached it).
+    const run = await seedLaunchedRun(fx.sql);
+    const first = openAttach(fx.url);
+    first.hello(run.runId, 1, run.token, { instanceId: "agent-c" });
+    await first.next("welcome");
+    await fx.sql.run("update attempts set lease_epoch = lease_epoch + 1, lease_holder = 'agent-c' where run_id = ?", [run.runId]);
+    first.event(1n, progress("fenced"));
+    const error = await first.ended();
+    assert.equal(error?.code, Code.Aborted);
+    assert.deepEqual(pick(error!.findDetails(LeaseSupersededSchema)[0]!), { currentEpoch: 2n, sameAgent: true });
+    assert.equal((await storedSequences(run.runId)).length, 0, "the fenced write stored nothing");
+  });
+
+  it("refuses a malformed instance id with INVALID_ARGUMENT naming hello.instance_id, and takes no lease", async () => {
+    for (const instanceId of ["a b", "x".repeat(65), "ü", "a\u0000"]) {
+      const run = await seedLaunchedRun(fx.sql);
+      const stream = openAttach(fx.url);
+      stream.hello(run.runId, 1, run.token, { instanceId });
+      const error = await stream.ended();
+      assert.equal(error?.code, Code.InvalidArgument, JSON.stringify(instanceId));
+      assert.deepEqual(error?.findDetails(FieldViolationsSchema)[0]?.violations.map((v) => v.field), ["hello.instance_id"]);
+      const lease = await fx.sql.one<{ lease_epoch: string }>("select lease_epoch from attempts where run_id = ?", [run.runId]);
+      assert.equal(lease?.lease_epoch, "0");
+    }
   });
 
   it("takes event batches on protocol 2, and refuses them on protocol 1", async () => {

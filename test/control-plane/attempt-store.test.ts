@@ -44,7 +44,7 @@ describe("control plane: attempt store", () => {
   const leased = async (): Promise<{ record: AttemptRecord; epoch: bigint }> => {
     const run = await seedLaunchedRun(fx.sql);
     const record = (await store.find(run.runId, 1))!;
-    return { record, epoch: (await store.takeLease(record, LEASE_MS)).epoch };
+    return { record, epoch: (await store.takeLease(record, LEASE_MS, "")).epoch };
   };
   const stored = async (runId: string) =>
     fx.sql.all<{ sequence: string; type: string; occurred_at: Date; payload: Uint8Array }>(
@@ -78,7 +78,7 @@ describe("control plane: attempt store", () => {
   it("refuses the write of a superseded epoch and stores none of its batch", async () => {
     const { record, epoch: old } = await leased();
     await store.storeEvents(record, old, LEASE_MS, events(1, 5));
-    const { epoch: current } = await store.takeLease(record, LEASE_MS);
+    const { epoch: current } = await store.takeLease(record, LEASE_MS, "");
     assert.equal(current, old + 1n);
     const stale = events(6, 5000, "stale");
     const phase = create(RunEventSchema, { sequence: 5001n, time: timestampFromMs(0), payload: { case: "phaseChanged", value: { phase: Phase.AGENT } } });
@@ -104,6 +104,6 @@ describe("control plane: attempt store", () => {
   it("resumes a new lease after the highest stored sequence", async () => {
     const { record, epoch } = await leased();
     await store.storeEvents(record, epoch, LEASE_MS, events(1, 1234));
-    assert.equal((await store.takeLease(record, LEASE_MS)).ackedSequence, 1234n);
+    assert.equal((await store.takeLease(record, LEASE_MS, "")).ackedSequence, 1234n);
   });
 });

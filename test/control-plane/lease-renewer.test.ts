@@ -1,4 +1,6 @@
 import assert from "node:assert/strict";
+import { Code } from "@connectrpc/connect";
+import { LeaseSupersededSchema } from "@corral/contract/corral/common/v1/error_details_pb.ts";
 import { createLogger } from "@corral/plumbing/logger.ts";
 import { createPgPool, type PgPool } from "@corral/plumbing/db/pg-pool.ts";
 import type { Sql } from "@corral/plumbing/db/sql.ts";
@@ -89,6 +91,7 @@ describe("lease renewer", () => {
     // A stale epoch on a heartbeat still ends the stream at once.
     stream.send({ case: "heartbeat", value: { leaseEpoch: welcome.leaseEpoch + 5n } });
     const ended = await stream.ended();
-    assert.equal(ended?.rawMessage.includes("superseded"), true, ended?.message);
+    assert.equal(ended?.code, Code.Aborted, ended?.message);
+    assert.equal(ended?.findDetails(LeaseSupersededSchema)[0]?.currentEpoch, welcome.leaseEpoch, "names the epoch the stream holds");
   });
 });

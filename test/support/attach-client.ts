@@ -63,8 +63,11 @@ export function openAttach(baseUrl: string) {
     send(message: Request["message"]): void {
       requests.push(create(AttachRequestSchema, { message }));
     },
-    hello(runId: string, attempt: number, credential: string, extra: { protocolMin?: number; protocolMax?: number } = {}): void {
-      this.send({ case: "hello", value: { runId, attempt, credential, protocolMin: extra.protocolMin ?? 1, protocolMax: extra.protocolMax ?? 1, agentVersion: "test" } });
+    hello(runId: string, attempt: number, credential: string, extra: { protocolMin?: number; protocolMax?: number; instanceId?: string } = {}): void {
+      this.send({
+        case: "hello",
+        value: { runId, attempt, credential, protocolMin: extra.protocolMin ?? 1, protocolMax: extra.protocolMax ?? 1, agentVersion: "test", instanceId: extra.instanceId ?? "" },
+      });
     },
     event(sequence: bigint, payload: NonNullable<Request["message"]> extends infer M ? (M extends { case: "event"; value: infer V } ? V extends { payload?: infer P } ? P : never : never) : never): void {
       this.send({ case: "event", value: { sequence, time: timestampNow(), payload } });

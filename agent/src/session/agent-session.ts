@@ -144,6 +144,8 @@ export function createAgentSession(options: AgentSessionOptions) {
       protocolMax: AGENT_PROTOCOL.max,
       agentVersion: options.agentVersion,
       capabilities: [...AGENT_CAPABILITIES],
+      // Tells this session's own streams apart from another agent's: see the Aborted case of classify.
+      instanceId: randomUUID(),
     },
   } as const satisfies AttachRequestInit["message"];
 
@@ -547,7 +549,11 @@ export function createAgentSession(options: AgentSessionOptions) {
         return final("refused", message, error.code);
       }
       case Code.Aborted: {
-        const epoch = error.findDetails(LeaseSupersededSchema)[0]?.currentEpoch;
+        const superseded = error.findDetails(LeaseSupersededSchema)[0];
+        // An attach this session gave up on (no welcome in time) can still reach the control
+        // plane after its successor and take the lease: that is not another agent, so attach again.
+        if (superseded?.sameAgent) return { kind: "retry", welcomed, error: new Error(`superseded by a late attach of this agent: ${error.rawMessage}`) };
+        const epoch = superseded?.currentEpoch;
         return final("superseded", `another agent attached for this attempt${epoch === undefined ? "" : ` (lease epoch ${epoch})`}; this one stops`, error.code);
       }
       case Code.InvalidArgument:

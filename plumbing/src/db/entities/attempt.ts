@@ -27,6 +27,8 @@ export const Attempt = defineEntity({
     number: p.integer(),
     status: p.text(),
     leaseEpoch: uint64().default(0),
+    /** Instance id the lease's holder sent in its Hello (empty: an agent that sends none). */
+    leaseHolder: p.text().nullable(),
     leaseExpiresAt: timestamp(),
     runtimeHandle: p.json<RuntimeHandle>().nullable(),
     /** Last observed runtime fact: succeeded | failed | missing | running. */

@@ -3,9 +3,11 @@ import type { MigrationsOptions } from "@mikro-orm/core";
 import { Migration20261129085715_initial } from "./20261129085715-initial.ts";
 import { Migration20261129093537_artifact_uploads } from "./20261129093537-artifact-uploads.ts";
 import { Migration20261129115036_run_trace_context } from "./20261129115036-run-trace-context.ts";
+import { Migration20261129151955_lease_holder } from "./20261129151955-lease-holder.ts";
 
 export const migrations: NonNullable<MigrationsOptions["migrationsList"]> = [
   Migration20261129085715_initial,
   Migration20261129093537_artifact_uploads,
   Migration20261129115036_run_trace_context,
+  Migration20261129151955_lease_holder,
 ];

@@ -50,6 +50,7 @@ export interface AttachDeps {
 }
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+const INSTANCE_ID = /^[A-Za-z0-9._-]{1,64}$/;
 const COMPLETION_STATUS: Partial<Record<CompletionStatus, string>> = {
   [CompletionStatus.SUCCEEDED]: "succeeded",
   [CompletionStatus.FAILED]: "failed",
@@ -82,14 +83,32 @@ export function createAttachSession(deps: AttachDeps, signal: AbortSignal) {
   let heartbeatTimer: NodeJS.Timeout | undefined;
   const bucket = createTokenBucket(config.CORRAL_MAX_EVENTS_PER_SECOND, config.CORRAL_MAX_EVENTS_BURST);
 
+  let instanceId = "";
+
   const fail = (error: unknown) => {
     if (state === "closed") return;
     state = "closed";
     stop();
-    out.close(error instanceof LeaseLostError ? superseded(epoch) : error);
+    if (error instanceof LeaseLostError && record) void closeSuperseded(record.attemptId);
+    else out.close(error);
   };
-  const superseded = (current: bigint) =>
-    aborted("this stream was superseded by a newer attach for the same attempt", detail(LeaseSupersededSchema, { currentEpoch: current }));
+  /**
+   * Says who took over, so an agent whose own abandoned attach (a hello processed after it gave
+   * up waiting for the welcome) took the lease reconnects instead of stopping as if another agent
+   * held its attempt. Looked up when it happens (rare), whichever replica took the lease.
+   */
+  const closeSuperseded = async (attemptId: string) => {
+    const current = await store.currentLease(attemptId).catch(() => ({ epoch, holder: "" }));
+    const sameAgent = instanceId !== "" && current.holder === instanceId;
+    out.close(
+      aborted(
+        sameAgent
+          ? "this stream was superseded by a later attach of this same agent; reconnect"
+          : "this stream was superseded by a newer attach for the same attempt",
+        detail(LeaseSupersededSchema, { currentEpoch: current.epoch, sameAgent }),
+      ),
+    );
+  };
   const stop = () => {
     clearInterval(heartbeatTimer);
     unregister?.();
@@ -125,6 +144,9 @@ export function createAttachSession(deps: AttachDeps, signal: AbortSignal) {
         }),
       );
     }
+    if (hello.instanceId !== "" && !INSTANCE_ID.test(hello.instanceId)) {
+      throw invalidArgument([{ field: "hello.instance_id", description: "must be at most 64 of A-Z a-z 0-9 . _ -" }]);
+    }
     // Every reason to refuse gets the same answer, so nothing is learned about other runs.
     if (!UUID.test(hello.runId) || hello.attempt < 1 || !looksLikeCredential(hello.credential)) throw unauthenticated();
     const found = await store.find(hello.runId, hello.attempt);
@@ -139,7 +161,8 @@ export function createAttachSession(deps: AttachDeps, signal: AbortSignal) {
     // A client that gave up on this stream (no welcome in time) has already attached again
     // elsewhere: taking the lease for it now would supersede its live stream with a dead one.
     if (signal.aborted) throw new ConnectError("the client cancelled the stream before it was attached", Code.Canceled);
-    const lease = await store.takeLease(found, config.CORRAL_LEASE_DURATION);
+    instanceId = hello.instanceId;
+    const lease = await store.takeLease(found, config.CORRAL_LEASE_DURATION, instanceId);
     record = found;
     epoch = lease.epoch;
     const attachSpan = startAttachSpan(deps.tracer, found, lease.epoch);
@@ -150,7 +173,7 @@ export function createAttachSession(deps: AttachDeps, signal: AbortSignal) {
       attemptId: found.attemptId,
       runId: found.runId,
       epoch,
-      supersede: (current) => fail(superseded(current)),
+      supersede: () => fail(new LeaseLostError()),
       cancel: (reason, graceMs) => sendCancel(reason, graceMs),
     });
 
@@ -324,7 +347,9 @@ export function createAttachSession(deps: AttachDeps, signal: AbortSignal) {
         return;
       }
       case "heartbeat":
-        if (message.value.leaseEpoch !== 0n && message.value.leaseEpoch !== epoch) throw superseded(epoch);
+        if (message.value.leaseEpoch !== 0n && message.value.leaseEpoch !== epoch) {
+          throw aborted("the heartbeat names another lease epoch than this stream's", detail(LeaseSupersededSchema, { currentEpoch: epoch }));
+        }
         // Batched with every other stream's (one write per interval); not awaited, so the
         // stream's messages keep flowing meanwhile. A lost lease ends the stream as superseded.
         if (deps.leases) deps.leases.renew(record!.attemptId, epoch).catch(fail);

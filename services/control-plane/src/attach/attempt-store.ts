@@ -109,13 +109,14 @@ export function createAttemptStore(orm: Orm, pool: PgPool) {
     },
 
     /** Gives the attempt's lease to a new stream: a higher epoch fences every older stream off. */
-    async takeLease(record: AttemptRecord, leaseMs: number): Promise<{ epoch: bigint; ackedSequence: bigint }> {
+    /** Takes the attempt's lease for a new stream, recording its holder: the agent's instance id ("" when it sends none). */
+    async takeLease(record: AttemptRecord, leaseMs: number, holder: string): Promise<{ epoch: bigint; ackedSequence: bigint }> {
       return sql.transaction(async (trx) => {
         const leased = await sql.one<{ lease_epoch: string }>(
           `update attempts set lease_epoch = lease_epoch + 1, lease_expires_at = now() + (? * interval '1 millisecond'),
-                  attached_at = coalesce(attached_at, now()), status = 'running'
+                  attached_at = coalesce(attached_at, now()), status = 'running', lease_holder = ?
             where id = ? returning lease_epoch`,
-          [leaseMs, record.attemptId],
+          [leaseMs, holder, record.attemptId],
           trx,
         );
         await sql.run(
@@ -137,6 +138,15 @@ export function createAttemptStore(orm: Orm, pool: PgPool) {
     },
 
     renewLease: (attemptId: string, epoch: bigint, leaseMs: number) => renewLease(attemptId, epoch, leaseMs),
+
+    /** The lease in force: its epoch and its holder's instance id ("" when unknown). */
+    async currentLease(attemptId: string): Promise<{ epoch: bigint; holder: string }> {
+      const row = await sql.one<{ lease_epoch: string; lease_holder: string | null }>(
+        "select lease_epoch, lease_holder from attempts where id = ?",
+        [attemptId],
+      );
+      return { epoch: BigInt(row?.lease_epoch ?? 0), holder: row?.lease_holder ?? "" };
+    },
 
     /**
      * Stores a contiguous batch of events in one statement (one round trip, atomic on its own):
