@@ -35,15 +35,36 @@ export function createAsyncQueue<T>() {
     get size(): number {
       return items.length;
     },
-    async *[Symbol.asyncIterator](): AsyncGenerator<T> {
-      for (;;) {
-        while (items.length > 0) yield items.shift()!;
-        if (closed) {
-          if (failure !== undefined) throw failure;
-          return;
-        }
-        await new Promise<void>((resolve) => (wake = resolve));
-      }
+    // A plain iterator rather than an async generator: a control plane holds thousands of
+    // these open and idle (one per attached agent), and a suspended generator with its
+    // request queue and promises costs several times what one pending `wait` does.
+    [Symbol.asyncIterator](): AsyncIterator<T> {
+      // Ended by the consumer (return or throw, as a generator would be): no more items.
+      let finished = false;
+      return {
+        async next(): Promise<IteratorResult<T>> {
+          for (;;) {
+            if (finished) return { done: true, value: undefined };
+            if (items.length > 0) return { done: false, value: items.shift()! };
+            if (closed) {
+              finished = true;
+              if (failure !== undefined) throw failure;
+              return { done: true, value: undefined };
+            }
+            await new Promise<void>((resolve) => (wake = resolve));
+          }
+        },
+        async return(value?: unknown): Promise<IteratorResult<T>> {
+          finished = true;
+          notify();
+          return { done: true, value: value as never };
+        },
+        async throw(error?: unknown): Promise<IteratorResult<T>> {
+          finished = true;
+          notify();
+          throw error;
+        },
+      };
     },
   };
 }

@@ -22,19 +22,30 @@ export function createErrorInterceptor(logger: Logger): Interceptor {
     try {
       const res = await next(req);
       if (!res.stream) return res;
-      const messages = res.message;
-      return {
-        ...res,
-        message: (async function* () {
-          try {
-            yield* messages;
-          } catch (error) {
-            throw translate(error, procedure);
-          }
-        })(),
-      };
+      return { ...res, message: mapErrors(res.message, (error) => translate(error, procedure)) };
     } catch (error) {
       throw translate(error, procedure);
     }
+  };
+}
+
+/**
+ * The stream with each error it throws mapped. A plain iterator, not an async generator around
+ * `yield*`: long-lived streams sit idle in `next()` by the thousand (attached agents), and each
+ * suspended generator layer holds its own request queue and promises.
+ */
+function mapErrors<T>(messages: AsyncIterable<T>, map: (error: unknown) => unknown): AsyncIterable<T> {
+  const rethrow = (error: unknown): never => {
+    throw map(error);
+  };
+  return {
+    [Symbol.asyncIterator]() {
+      const iterator = messages[Symbol.asyncIterator]();
+      return {
+        next: () => iterator.next().catch(rethrow),
+        return: (value?: unknown) => (iterator.return ? iterator.return(value).catch(rethrow) : Promise.resolve({ done: true as const, value: value as never })),
+        throw: (error?: unknown) => (iterator.throw ? iterator.throw(error).catch(rethrow) : Promise.reject(map(error))),
+      };
+    },
   };
 }

@@ -18,13 +18,39 @@ export function preciseDecodeErrors(handler: UniversalHandler): UniversalHandler
     if (!body || !trailer) return response;
     return {
       ...response,
-      body: (async function* () {
-        yield* body;
+      body: afterEnd(body, () => {
         if (trailer.get("grpc-status") !== String(Code.Internal)) return;
         const message = decodeURIComponent(trailer.get("grpc-message") ?? "");
         if (UNDECODABLE.some((pattern) => pattern.test(message))) trailer.set("grpc-status", String(Code.InvalidArgument));
-      })(),
+      }),
     };
   };
   return Object.assign(wrapped, handler);
+}
+
+/**
+ * The body, calling `ended` when it has been read to its end (not when it throws or is
+ * abandoned). A plain iterator, not an async generator around `yield*`: long-lived streams sit
+ * idle by the thousand (attached agents), and each suspended generator layer holds its own
+ * request queue and promises.
+ */
+function afterEnd<T>(body: AsyncIterable<T>, ended: () => void): AsyncIterable<T> {
+  return {
+    [Symbol.asyncIterator]() {
+      const iterator = body[Symbol.asyncIterator]();
+      let done = false;
+      return {
+        async next() {
+          const step = await iterator.next();
+          if (step.done && !done) {
+            done = true;
+            ended();
+          }
+          return step;
+        },
+        return: (value?: unknown) => (iterator.return ? iterator.return(value) : Promise.resolve({ done: true as const, value: value as never })),
+        throw: (error?: unknown) => (iterator.throw ? iterator.throw(error) : Promise.reject(error)),
+      };
+    },
+  };
 }

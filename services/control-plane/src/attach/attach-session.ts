@@ -75,7 +75,11 @@ export function createAttachSession(deps: AttachDeps, signal: AbortSignal) {
   let record: AttemptRecord | undefined;
   let epoch = 0n;
   let protocol = 0;
-  let log = logger;
+  // The stream's child logger is made the first time something is logged after the welcome:
+  // most streams never log again, and a pino child each is memory held for hours (bench P4).
+  let bindings: { runId: string; attempt: number; epoch: string } | undefined;
+  let child: Logger | undefined;
+  const log = () => (child ??= bindings ? logger.child(bindings) : logger);
   let accepted = 0n; // highest sequence accepted for writing
   let stored = 0n; // highest sequence stored (acked)
   let lastSeen = performance.now();
@@ -125,7 +129,7 @@ export function createAttachSession(deps: AttachDeps, signal: AbortSignal) {
       out.push({ message: { case: "ack", value: { sequence: stored } } });
     },
     onError: (error) => {
-      if (!(error instanceof LeaseLostError)) log.error({ err: error }, "storing events failed");
+      if (!(error instanceof LeaseLostError)) log().error({ err: error }, "storing events failed");
       fail(error instanceof LeaseLostError ? error : new ConnectError("could not store events; reconnect and resend", Code.Unavailable));
     },
   });
@@ -167,7 +171,7 @@ export function createAttachSession(deps: AttachDeps, signal: AbortSignal) {
     epoch = lease.epoch;
     const attachSpan = startAttachSpan(deps.tracer, found, lease.epoch);
     accepted = stored = lease.ackedSequence;
-    log = logger.child({ runId: found.runId, attempt: found.attempt, epoch: epoch.toString() });
+    bindings = { runId: found.runId, attempt: found.attempt, epoch: epoch.toString() };
     state = "attached";
     unregister = registry.register({
       attemptId: found.attemptId,
@@ -211,7 +215,7 @@ export function createAttachSession(deps: AttachDeps, signal: AbortSignal) {
         },
       },
     });
-    log.info({ protocol: version, resumeAfter: stored.toString(), agentVersion: hello.agentVersion }, "agent attached");
+    logger.info({ ...bindings, protocol: version, resumeAfter: stored.toString(), agentVersion: hello.agentVersion }, "agent attached");
     deps.metrics?.attached();
     attachSpan?.end({ "corral.protocol_version": version, "corral.resume_after": stored.toString() });
     if (found.cancelRequested) sendCancel(found.cancelReason ?? "cancelled", found.cancelGraceMs ?? undefined);
@@ -308,7 +312,7 @@ export function createAttachSession(deps: AttachDeps, signal: AbortSignal) {
       artifactState: ARTIFACT_STATE[complete.artifactState] ?? null,
     });
     if (verdict.outcome === "recorded") state = "completed";
-    else log.warn({ why: verdict.why }, "completion refused and recorded as a conflict");
+    else log().warn({ why: verdict.why }, "completion refused and recorded as a conflict");
     out.push({
       message: {
         case: "completionAck",
