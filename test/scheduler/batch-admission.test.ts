@@ -167,4 +167,34 @@ describe("dispatcher: admission in batches", () => {
     const attempts = await sql.one<{ n: string }>("select count(*) as n from attempts");
     assert.equal(Number(attempts!.n), 150);
   });
+  it("close() admits nothing more and waits for the launches under way to record their handles", async () => {
+    await sql.run("delete from runs");
+    const [first, second] = await queue(["slow", "slow-2"]);
+    const { backend, launches } = recordingRuntime();
+    const origin = backend.launch;
+    const started = Promise.withResolvers<void>();
+    backend.launch = async (request) => {
+      started.resolve();
+      await new Promise((resolve) => setTimeout(resolve, 300)); // a sandbox slow to create
+      return origin(request);
+    };
+    const dispatcher = createDispatcher({
+      sql,
+      runtimes: new Map([["local", backend]]),
+      logger,
+      controlPlaneUrl: "http://127.0.0.1:1",
+      maxConcurrentRuns: 1,
+      maxRunsPerRepository: 1,
+      onLaunchFailed: async (runId, _attempt, reason) => assert.fail(`launch of ${runId} failed: ${reason}`),
+    });
+    void dispatcher.kick();
+    await started.promise;
+    await dispatcher.close();
+    const handle = await sql.one<{ runtime_handle: unknown }>("select runtime_handle from attempts where run_id = ?", [first]);
+    assert.deepEqual(handle?.runtime_handle, { pid: 1 }, "the launch under way recorded its handle before close() returned");
+    await sql.run("update runs set status = 'completed' where id = ?", [first]);
+    await dispatcher.kick();
+    assert.deepEqual(launches.map((l) => l.runId), [first], "nothing admitted after close()");
+    assert.equal((await sql.one<{ status: string }>("select status from runs where id = ?", [second]))?.status, "queued");
+  });
 });

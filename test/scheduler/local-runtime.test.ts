@@ -238,6 +238,26 @@ describe("local runtime", function () {
     await assert.rejects(access(good.handle.exitFile!), "cleanup removes the exit file");
   });
 
+  it("finds an agent whose handle never reached the database (a scheduler stopped right after the launch), warm or cold", async () => {
+    const before = runtime({ warmAgents: 1 });
+    await readyStandbys(before, 1);
+    const warm = await launch(before, undefined, "true");
+    const cold = await launch(before, undefined, "true");
+    assert.match(warm.handle.exitFile!, /\/\.pool\//, "launched warm");
+    assert.doesNotMatch(cold.handle.exitFile!, /\/\.pool\//, "launched cold");
+    await before.close();
+
+    const after = runtime({ warmAgents: 0 });
+    for (const { run, handle } of [warm, cold]) {
+      assert.equal((await after.observe(run.runId, 1, null)).fact, "running", "alive, found without the recorded handle");
+      await waitFor(async () => (await after.observe(run.runId, 1, null)).fact !== "running", "the agent to end", 60_000);
+      assert.deepEqual(await after.observe(run.runId, 1, null), { fact: "succeeded", detail: "" }, "its exit status, from the exit file the kept handle names");
+      await after.cleanup(run.runId, 1, null);
+      await assert.rejects(access(handle.exitFile!), "cleanup removes the exit file the kept handle names");
+      assert.deepEqual(await after.observe(run.runId, 1, null), { fact: "missing", detail: "the agent process was never started" }, "and the kept handle");
+    }
+  });
+
   it("standby agents of a scheduler that dies exit on their own, and the next one sweeps their files", async () => {
     const workRoot = join(root, "work-crash");
     const host = spawn(process.execPath, [fileURLToPath(new URL("./support/pool-host.ts", import.meta.url)), workRoot], { stdio: ["ignore", "pipe", "inherit"] });

@@ -171,6 +171,7 @@ export async function startScheduler(config: SchedulerConfig, logger: Logger, op
     async close(graceMs) {
       clearInterval(timer);
       reconciler.close();
+      await dispatcher.close();
       await leaderLock.close();
       await service.close(graceMs);
       await listener.close();

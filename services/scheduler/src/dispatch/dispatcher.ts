@@ -52,6 +52,7 @@ export function createDispatcher(options: DispatcherOptions) {
   const { sql, logger } = options;
   let running: Promise<void> | undefined;
   let again = false;
+  let closed = false;
 
   /**
    * Admits up to ADMISSION_BATCH queued runs in one transaction: under the lock, the queued runs
@@ -213,18 +214,20 @@ export function createDispatcher(options: DispatcherOptions) {
     do {
       again = false;
       for (;;) {
+        if (closed) break;
         const admitted = await admitBatch();
         if (admitted.length === 0) break;
         // A batch's launches go together: a runtime's API calls overlap, and none waits on another.
         await Promise.all(admitted.map((run) => launch(run)));
       }
-    } while (again);
+    } while (again && !closed);
     running = undefined;
   }
 
   return {
     /** Launches what the limits allow now; coalesces calls made while it runs. */
     kick(): Promise<void> {
+      if (closed) return Promise.resolve();
       if (running) {
         again = true;
         return running;
@@ -234,6 +237,15 @@ export function createDispatcher(options: DispatcherOptions) {
         logger.error({ err: error }, "dispatch failed; retrying at the next kick");
       });
       return running;
+    },
+    /**
+     * Admits nothing more and waits for the launches under way to record their handles: a
+     * scheduler stopping between starting a sandbox and recording it would leave its successor
+     * a run whose sandbox it cannot find.
+     */
+    async close(): Promise<void> {
+      closed = true;
+      await running;
     },
   };
 }

@@ -120,6 +120,10 @@ export function createReconciler(options: ReconcilerOptions) {
     // Without a handle the sandbox may still be starting; a launch that never recorded one (a
     // crash between admission and launch) counts as ended once the attach timeout has passed.
     const launched = row.runtime_handle !== null || (row.launched_at !== null && now - Date.parse(row.launched_at) > ATTACH_TIMEOUT_MS);
+    // Until then "missing" only means "not recorded yet": the sandbox may be running (its agent
+    // may even have completed) while the launch that started it records its handle. Deciding on
+    // it would fail a run whose agent succeeded; it is a fact once the attach timeout has passed.
+    if (fact === "missing" && !launched) fact = "running";
     if (fact !== "running" && endedAt === undefined && (launched || fact === "succeeded" || fact === "failed")) {
       const definite = fact === "succeeded" || fact === "failed" ? fact : null;
       await sql.run("update attempts set finished_at = now(), runtime_fact = ? where run_id = ? and number = ?", [definite, row.run_id, row.attempt]);

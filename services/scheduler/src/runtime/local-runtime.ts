@@ -1,6 +1,6 @@
 import type { ChildProcess } from "node:child_process";
-import { renameSync } from "node:fs";
-import { mkdir, rm } from "node:fs/promises";
+import { renameSync, writeFileSync } from "node:fs";
+import { mkdir, readFile, rm } from "node:fs/promises";
 import { join, resolve, sep } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Logger } from "@corral/plumbing/logger.ts";
@@ -48,6 +48,23 @@ export function createLocalRuntime(options: LocalRuntimeOptions): LocalRuntime {
   const key = (runId: string, attempt: number) => `${runId}/${attempt}`;
   const dirOf = (runId: string, attempt: number) => join(workRoot, runId, String(attempt));
   const exitFileOf = (runId: string, attempt: number) => `${dirOf(runId, attempt)}.exit`;
+  // The handle, also kept beside the work dir: a scheduler that stopped between starting an agent
+  // and recording its handle in the database leaves its successor this to find the process by.
+  const handleFileOf = (runId: string, attempt: number) => `${dirOf(runId, attempt)}.handle.json`;
+  const keepHandle = (request: LaunchRequest, handle: RuntimeHandle): RuntimeHandle => {
+    writeFileSync(handleFileOf(request.runId, request.attempt), JSON.stringify(handle), { mode: 0o600 });
+    return handle;
+  };
+  const keptHandle = async (runId: string, attempt: number): Promise<RuntimeHandle | undefined> => {
+    const text = await readFile(handleFileOf(runId, attempt), "utf8").catch(() => undefined);
+    try {
+      const kept = text === undefined ? undefined : (JSON.parse(text) as RuntimeHandle);
+      // Only ever a file inside the work root, whatever the file says.
+      return kept && typeof kept.pid === "number" && (kept.exitFile === undefined || kept.exitFile.startsWith(workRoot + sep)) ? kept : undefined;
+    } catch {
+      return undefined;
+    }
+  };
   // Not a uuid, so never a run's directory.
   const poolDir = join(workRoot, ".pool");
   const pool = createWarmPool({
@@ -108,7 +125,7 @@ export function createLocalRuntime(options: LocalRuntimeOptions): LocalRuntime {
         const { runId, attempt, credential, controlPlaneUrl, traceContext } = request;
         standby.child.stdin!.end(`${JSON.stringify({ runId, attempt, credential, workDir, controlPlaneUrl, ...traceContext })}\n`);
         options.logger.info({ runId, attempt, pid: standby.pid, logFile, warm: true }, "agent process started");
-        return { pid: standby.pid, startTime: standby.startTime, exitFile: standby.exitFile };
+        return keepHandle(request, { pid: standby.pid, startTime: standby.startTime, exitFile: standby.exitFile });
       }
 
       const exitFile = exitFileOf(request.runId, request.attempt);
@@ -131,12 +148,13 @@ export function createLocalRuntime(options: LocalRuntimeOptions): LocalRuntime {
       track(request, agent.child);
       agent.child.stdin!.end(`${request.credential}\n`);
       options.logger.info({ runId: request.runId, attempt: request.attempt, pid: agent.pid, logFile, warm: false }, "agent process started");
-      return { pid: agent.pid, startTime: agent.startTime, exitFile };
+      return keepHandle(request, { pid: agent.pid, startTime: agent.startTime, exitFile });
     },
 
-    async observe(runId, attempt, handle) {
+    async observe(runId, attempt, recordedHandle) {
       const entry = children.get(key(runId, attempt));
       if (entry) return { fact: entry.fact, detail: entry.detail };
+      const handle = recordedHandle ?? (await keptHandle(runId, attempt));
       // Not started by this process (a scheduler restart): ask the OS.
       const exitFile = handle?.exitFile ?? exitFileOf(runId, attempt);
       const recorded = async () => {
@@ -165,10 +183,12 @@ export function createLocalRuntime(options: LocalRuntimeOptions): LocalRuntime {
       }
     },
 
-    async cleanup(runId, attempt, handle) {
+    async cleanup(runId, attempt, recordedHandle) {
       children.delete(key(runId, attempt));
+      const handle = recordedHandle ?? (await keptHandle(runId, attempt));
       await rm(dirOf(runId, attempt), { recursive: true, force: true });
       await rm(exitFileOf(runId, attempt), { force: true });
+      await rm(handleFileOf(runId, attempt), { force: true });
       // The handle comes from the database; only ever delete inside the work root.
       if (handle?.exitFile?.startsWith(workRoot + sep)) await rm(handle.exitFile, { force: true });
     },

@@ -1,0 +1,92 @@
+import assert from "node:assert/strict";
+import { createLogger } from "@corral/plumbing/logger.ts";
+import { openDatabase, type Database } from "@corral/plumbing/db/open-database.ts";
+import { createSql, type Sql } from "@corral/plumbing/db/sql.ts";
+import { createReconciler } from "@corral/scheduler/reconcile/reconciler.ts";
+import type { RuntimeBackend, RuntimeFact } from "@corral/scheduler/runtime/runtime-backend.ts";
+import { createTestDatabase, type TestDatabase } from "../support/postgres.ts";
+
+/**
+ * A scripted runtime, named as the fake it is (the reconciler and its SQL are real): like the
+ * real backends, it knows nothing of a sandbox whose handle it is not given.
+ */
+function createScriptedRuntime() {
+  const facts = new Map<string, RuntimeFact>();
+  const backend: RuntimeBackend = {
+    name: "local",
+    preflight: async () => ({ ok: true, message: "scripted" }),
+    launch: async () => ({ pid: 1 }),
+    observe: async (runId, _attempt, handle) =>
+      handle ? { fact: facts.get(runId) ?? "running", detail: "" } : { fact: "missing", detail: "the agent process was never started" },
+    terminate: async () => {},
+    cleanup: async () => {},
+    onFact: () => {},
+    close: async () => {},
+  };
+  return { backend, set: (runId: string, fact: RuntimeFact) => facts.set(runId, fact) };
+}
+
+describe("reconciler: a sandbox whose handle is not recorded yet", () => {
+  let testDb: TestDatabase;
+  let database: Database;
+  let sql: Sql;
+  const runtime = createScriptedRuntime();
+  let reconciler: ReturnType<typeof createReconciler>;
+  before(async () => {
+    testDb = await createTestDatabase();
+    database = await openDatabase({ url: testDb.url, logger: createLogger({ name: "test", level: "silent" }) });
+    sql = createSql(database.orm);
+    reconciler = createReconciler({
+      sql,
+      runtimes: new Map([["local", runtime.backend]]),
+      logger: createLogger({ name: "test", level: "silent" }),
+      completionWaitMs: 10,
+      defaultGraceMs: 10,
+      onFinalized: () => {},
+    });
+  });
+  after(async () => {
+    reconciler.close();
+    await database.close();
+    await testDb.drop();
+  });
+
+  const statusOf = async (runId: string) => (await sql.one<{ status: string; reason: string | null }>("select status, reason from runs where id = ?", [runId]))!;
+
+  it("is not taken as missing while the launch may still record it: a successful agent's run completes once it does", async () => {
+    const runId = await seedAttachedRun(sql, "now()");
+    await sql.run("insert into completions (run_id, attempt, idempotency_key, status, result, conflict) values (?, 1, 'k', 'succeeded', '{}', false)", [runId]);
+    for (let pass = 0; pass < 3; pass++) {
+      await reconciler.reconcileRun(runId);
+      assert.equal((await statusOf(runId)).status, "running", "undecided while the handle may still come");
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    await sql.run(`update attempts set runtime_handle = '{"pid":1}'::jsonb where run_id = ?`, [runId]);
+    runtime.set(runId, "succeeded");
+    await reconciler.reconcileRun(runId);
+    assert.equal((await statusOf(runId)).status, "completed");
+  });
+
+  it("is taken as missing once the attach timeout has passed since the launch: the run fails, saying so", async () => {
+    const runId = await seedAttachedRun(sql, "now() - interval '3 minutes'");
+    await sql.run("insert into completions (run_id, attempt, idempotency_key, status, result, conflict) values (?, 1, 'k', 'succeeded', '{}', false)", [runId]);
+    await reconciler.reconcileRun(runId);
+    const { status, reason } = await statusOf(runId);
+    assert.equal(status, "failed");
+    assert.match(reason!, /no record of its process.*never started/);
+  });
+});
+
+async function seedAttachedRun(sql: Sql, launchedAt: string): Promise<string> {
+  const run = await sql.one<{ id: string }>(
+    `insert into runs (status, runtime, repository_url, base_ref, spec, current_attempt, launched_at, attached_at)
+     values ('running', 'local', 'file:///x.git', 'main', '{}'::jsonb, 1, ${launchedAt}, now()) returning id`,
+  );
+  await sql.run(
+    `insert into attempts (run_id, number, status, runtime_handle, launched_at, attached_at, lease_epoch, lease_expires_at)
+     values (?, 1, 'running', null, ${launchedAt}, now(), 1, now() + interval '1 hour')`,
+    [run!.id],
+  );
+  await sql.run("insert into credentials (run_id, attempt, token_hash, expires_at) values (?, 1, md5(random()::text), now() + interval '1 hour')", [run!.id]);
+  return run!.id;
+}
