@@ -1,7 +1,9 @@
 import assert from "node:assert/strict";
+import http2 from "node:http2";
+import { create, toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
-import { RunService } from "@corral/contract/corral/scheduler/v1/run_service_pb.ts";
+import { GetRunRequestSchema, RunService } from "@corral/contract/corral/scheduler/v1/run_service_pb.ts";
 import { FieldViolationsSchema } from "@corral/contract/corral/common/v1/error_details_pb.ts";
 import { invalidArgument, notFound } from "@corral/plumbing/errors.ts";
 import type { RunningServer } from "@corral/plumbing/server/create-server.ts";
@@ -64,5 +66,45 @@ describe("error interceptor", () => {
 
   it("answers UNIMPLEMENTED for methods a service does not implement", async () => {
     await assert.rejects(client.cancelRun({ runId: "r" }), (e: unknown) => ConnectError.from(e).code === Code.Unimplemented);
+  });
+  describe("an undecodable request body", () => {
+    /** A unary POST over the Connect protocol on a raw HTTP/2 stream: status, content type, body. */
+    const connectPost = (path: string, body: Uint8Array, contentType: string) =>
+      new Promise<{ status: number; contentType: string; body: { code?: string; message?: string } }>((resolve, reject) => {
+        const session = http2.connect(server.url);
+        session.on("error", reject);
+        const request = session.request({ ":method": "POST", ":path": path, "content-type": contentType, "connect-protocol-version": "1" });
+        let status = 0;
+        let type = "";
+        let text = "";
+        request.on("response", (headers) => {
+          status = Number(headers[":status"]);
+          type = String(headers["content-type"]);
+        });
+        request.setEncoding("utf8").on("data", (chunk: string) => (text += chunk));
+        request.on("end", () => {
+          session.close();
+          resolve({ status, contentType: type, body: JSON.parse(text) as { code?: string; message?: string } });
+        });
+        request.end(body);
+      });
+    const GET_RUN = "/corral.scheduler.v1.RunService/GetRun";
+
+    it("is INVALID_ARGUMENT (400) over the Connect protocol, binary as JSON, with the decoder's reason", async () => {
+      const binary = await connectPost(GET_RUN, Uint8Array.of(0xff, 0xff, 0xff), "application/proto");
+      assert.deepEqual([binary.status, binary.body.code], [400, "invalid_argument"]);
+      assert.match(binary.body.message!, /^parse binary: /);
+      assert.match(binary.contentType, /^application\/json/);
+      const json = await connectPost(GET_RUN, Buffer.from("{not json"), "application/json");
+      assert.deepEqual([json.status, json.body.code], [400, "invalid_argument"]);
+    });
+
+    it("leaves a server fault INTERNAL (500) over the Connect protocol, a decodable request answered as usual", async () => {
+      const fault = await connectPost(GET_RUN, toBinary(GetRunRequestSchema, create(GetRunRequestSchema, { runId: "boom" })), "application/proto");
+      assert.deepEqual([fault.status, fault.body.code], [500, "internal"]);
+      assert.match(fault.body.message!, /^internal error \(ref /);
+      const missing = await connectPost(GET_RUN, toBinary(GetRunRequestSchema, create(GetRunRequestSchema, { runId: "missing" })), "application/proto");
+      assert.deepEqual([missing.status, missing.body.code], [404, "not_found"]);
+    });
   });
 });

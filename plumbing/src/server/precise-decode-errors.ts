@@ -1,13 +1,13 @@
 import { Code } from "@connectrpc/connect";
-import type { UniversalHandler } from "@connectrpc/connect/protocol";
+import type { UniversalHandler, UniversalServerResponse } from "@connectrpc/connect/protocol";
 
 // connect-es answers a request body it cannot decode with INTERNAL, before any interceptor sees
 // it (a unary request is parsed ahead of the interceptor chain). These are its messages for that.
 const UNDECODABLE = [/^parse binary: /, /^received compressed envelope, but do not know how to decompress/];
 
 /**
- * Wraps a route so that a gRPC request body which is not a valid message (not protobuf, or a
- * compressed flag without an encoding) is answered INVALID_ARGUMENT: bad input is the client's
+ * Wraps a route so that a gRPC or Connect unary request body which is not a valid message (not
+ * protobuf, or a compressed flag without an encoding) is answered INVALID_ARGUMENT: bad input is the client's
  * error, and INTERNAL is kept for faults of the server. The status is in the trailers, which
  * connect fills in while the body is read, so it is rewritten once the body is done.
  */
@@ -15,6 +15,7 @@ export function preciseDecodeErrors(handler: UniversalHandler): UniversalHandler
   const wrapped = async (...args: Parameters<UniversalHandler>) => {
     const response = await handler(...args);
     const { body, trailer } = response;
+    if (response.status === 500 && body && response.header?.get("content-type")?.startsWith("application/json")) return connectUnaryError(response, body);
     if (!body || !trailer) return response;
     return {
       ...response,
@@ -26,6 +27,39 @@ export function preciseDecodeErrors(handler: UniversalHandler): UniversalHandler
     };
   };
   return Object.assign(wrapped, handler);
+}
+
+/**
+ * A Connect unary error is the HTTP status and a small JSON body, both sent before any
+ * interceptor: an undecodable binary request (application/proto) is rewritten to 400 and
+ * invalid_argument. A body too big to be connect's own error is passed on as it came.
+ */
+async function connectUnaryError(response: UniversalServerResponse, body: AsyncIterable<Uint8Array>): Promise<UniversalServerResponse> {
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for await (const chunk of body) {
+    chunks.push(chunk);
+    size += chunk.byteLength;
+    if (size > 64 * 1024) break;
+  }
+  const bytes = Buffer.concat(chunks);
+  const unchanged = { ...response, body: once(bytes) };
+  if (size > 64 * 1024) return unchanged;
+  let error: { code?: unknown; message?: unknown };
+  try {
+    error = JSON.parse(bytes.toString("utf8")) as typeof error;
+  } catch {
+    return unchanged;
+  }
+  if (error.code !== "internal" || typeof error.message !== "string" || !UNDECODABLE.some((pattern) => pattern.test(error.message as string))) return unchanged;
+  const rewritten = Buffer.from(JSON.stringify({ ...error, code: "invalid_argument" }));
+  const header = new Headers(response.header);
+  header.set("content-length", String(rewritten.byteLength));
+  return { ...response, status: 400, header, body: once(rewritten) };
+}
+
+async function* once(bytes: Uint8Array): AsyncIterable<Uint8Array> {
+  yield bytes;
 }
 
 /**
