@@ -28,6 +28,18 @@ function recordingRuntime() {
   return { backend, launches };
 }
 
+/** A dispatcher on `sql` launching through `backend` within the limits; a failed launch fails the test. */
+const dispatcherOn = (sql: Sql, backend: RuntimeBackend, maxConcurrentRuns: number, maxRunsPerRepository: number) =>
+  createDispatcher({
+    sql,
+    runtimes: new Map([["local", backend]]),
+    logger,
+    controlPlaneUrl: "http://127.0.0.1:1",
+    maxConcurrentRuns,
+    maxRunsPerRepository,
+    onLaunchFailed: async (runId, _attempt, reason) => assert.fail(`launch of ${runId} failed: ${reason}`),
+  });
+
 describe("dispatcher: admission in batches", () => {
   let database: TestDatabase;
   let db: Database;
@@ -60,15 +72,7 @@ describe("dispatcher: admission in batches", () => {
     const ids = await queue(["a", "a", "a", "b", "b", "b", "c", "c"]);
     const [a1, a2, a3, b1, b2, , c1, c2] = ids;
     const { backend, launches } = recordingRuntime();
-    const dispatcher = createDispatcher({
-      sql,
-      runtimes: new Map([["local", backend]]),
-      logger,
-      controlPlaneUrl: "http://127.0.0.1:1",
-      maxConcurrentRuns: 5,
-      maxRunsPerRepository: 2,
-      onLaunchFailed: async (runId, _attempt, reason) => assert.fail(`launch of ${runId} failed: ${reason}`),
-    });
+    const dispatcher = dispatcherOn(sql, backend, 5, 2);
     await dispatcher.kick();
     assert.deepEqual(launches.map((l) => l.runId), [a1, a2, b1, b2, c1], "the third run of a repository waits; the global limit stops at five");
     const launch = launches[0]!;
@@ -112,15 +116,7 @@ describe("dispatcher: admission in batches", () => {
           launched.set(request.runId, (launched.get(request.runId) ?? 0) + 1);
           return origin(request);
         };
-        return createDispatcher({
-          sql: createSql(replica.orm),
-          runtimes: new Map([["local", backend]]),
-          logger,
-          controlPlaneUrl: "http://127.0.0.1:1",
-          maxConcurrentRuns: 40,
-          maxRunsPerRepository: 3,
-          onLaunchFailed: async (runId, _attempt, reason) => assert.fail(`launch of ${runId} failed: ${reason}`),
-        });
+        return dispatcherOn(createSql(replica.orm), backend, 40, 3);
       });
       let rounds = 0;
       for (;;) {
@@ -153,15 +149,7 @@ describe("dispatcher: admission in batches", () => {
     await sql.run("delete from runs");
     const ids = await queue(Array.from({ length: 150 }, (_, i) => `r${i % 7}`));
     const { backend, launches } = recordingRuntime();
-    const dispatcher = createDispatcher({
-      sql,
-      runtimes: new Map([["local", backend]]),
-      logger,
-      controlPlaneUrl: "http://127.0.0.1:1",
-      maxConcurrentRuns: 1000,
-      maxRunsPerRepository: 1000,
-      onLaunchFailed: async (runId, _attempt, reason) => assert.fail(`launch of ${runId} failed: ${reason}`),
-    });
+    const dispatcher = dispatcherOn(sql, backend, 1000, 1000);
     await Promise.all([dispatcher.kick(), dispatcher.kick()]);
     assert.deepEqual(launches.map((l) => l.runId).sort(), [...ids].sort(), "every run once");
     const attempts = await sql.one<{ n: string }>("select count(*) as n from attempts");
@@ -178,15 +166,7 @@ describe("dispatcher: admission in batches", () => {
       await new Promise((resolve) => setTimeout(resolve, 300)); // a sandbox slow to create
       return origin(request);
     };
-    const dispatcher = createDispatcher({
-      sql,
-      runtimes: new Map([["local", backend]]),
-      logger,
-      controlPlaneUrl: "http://127.0.0.1:1",
-      maxConcurrentRuns: 1,
-      maxRunsPerRepository: 1,
-      onLaunchFailed: async (runId, _attempt, reason) => assert.fail(`launch of ${runId} failed: ${reason}`),
-    });
+    const dispatcher = dispatcherOn(sql, backend, 1, 1);
     void dispatcher.kick();
     await started.promise;
     await dispatcher.close();

@@ -5,32 +5,13 @@ import { openDatabase, type Database } from "@corral/plumbing/db/open-database.t
 import { createSql, type Sql } from "@corral/plumbing/db/sql.ts";
 import { createReconciler } from "@corral/scheduler/reconcile/reconciler.ts";
 import { createRunStore } from "@corral/scheduler/runs/run-store.ts";
-import type { RuntimeBackend, RuntimeFact } from "@corral/scheduler/runtime/runtime-backend.ts";
+import type { RuntimeFact } from "@corral/scheduler/runtime/runtime-backend.ts";
 import type { CompletionKind } from "@corral/scheduler/finalization/decide-final-status.ts";
 import { createTestDatabase, type TestDatabase } from "../support/postgres.ts";
 import { completionKinds, tableStatus, terminalFacts } from "./finalization-table.ts";
+import { createScriptedRuntime } from "./support/scripted-runtime.ts";
 
 const COMPLETION_WAIT_MS = 40;
-
-/**
- * A scripted runtime, named as the fake it is: the reconciler under test is real (real SQL on
- * a real database); only the sandbox is replaced, so that facts arrive exactly when the test
- * says. Real processes are covered by test/e2e.
- */
-function createScriptedRuntime() {
-  const facts = new Map<string, RuntimeFact>();
-  const backend: RuntimeBackend = {
-    name: "local",
-    preflight: async () => ({ ok: true, message: "scripted" }),
-    launch: async () => ({ pid: 1 }),
-    observe: async (runId) => ({ fact: facts.get(runId) ?? "running", detail: "" }),
-    terminate: async () => {},
-    cleanup: async () => {},
-    onFact: () => {},
-    close: async () => {},
-  };
-  return { backend, set: (runId: string, fact: RuntimeFact) => facts.set(runId, fact) };
-}
 
 type Evidence = { kind: "cancel" } | { kind: "completion"; completion: Exclude<CompletionKind, "none"> } | { kind: "fact"; fact: RuntimeFact };
 

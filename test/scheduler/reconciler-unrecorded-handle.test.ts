@@ -3,28 +3,8 @@ import { createLogger } from "@corral/plumbing/logger.ts";
 import { openDatabase, type Database } from "@corral/plumbing/db/open-database.ts";
 import { createSql, type Sql } from "@corral/plumbing/db/sql.ts";
 import { createReconciler } from "@corral/scheduler/reconcile/reconciler.ts";
-import type { RuntimeBackend, RuntimeFact } from "@corral/scheduler/runtime/runtime-backend.ts";
 import { createTestDatabase, type TestDatabase } from "../support/postgres.ts";
-
-/**
- * A scripted runtime, named as the fake it is (the reconciler and its SQL are real): like the
- * real backends, it knows nothing of a sandbox whose handle it is not given.
- */
-function createScriptedRuntime() {
-  const facts = new Map<string, RuntimeFact>();
-  const backend: RuntimeBackend = {
-    name: "local",
-    preflight: async () => ({ ok: true, message: "scripted" }),
-    launch: async () => ({ pid: 1 }),
-    observe: async (runId, _attempt, handle) =>
-      handle ? { fact: facts.get(runId) ?? "running", detail: "" } : { fact: "missing", detail: "the agent process was never started" },
-    terminate: async () => {},
-    cleanup: async () => {},
-    onFact: () => {},
-    close: async () => {},
-  };
-  return { backend, set: (runId: string, fact: RuntimeFact) => facts.set(runId, fact) };
-}
+import { createScriptedRuntime } from "./support/scripted-runtime.ts";
 
 describe("reconciler: a sandbox whose handle is not recorded yet", () => {
   let testDb: TestDatabase;
