@@ -9,6 +9,7 @@ import pg from "pg";
 import { mintCredential } from "@corral/plumbing/credentials.ts";
 import { startControlPlaneProcess, type ControlPlaneProcess } from "../test/support/control-plane-process.ts";
 import { createTestDatabase } from "../test/support/postgres.ts";
+import { CONTROL_PLANE_NODE_FLAGS } from "@corral/control-plane/node-flags.ts";
 import type { Figure } from "./stats.ts";
 
 const WORKERS = 4;
@@ -28,9 +29,15 @@ export async function benchAttached(options: {
   steps: number[];
   heartbeatMs: number;
   idleWindowMs: number;
-  /** V8's --max-semi-space-size for the control plane (MiB); unset: Node's default, as `corral up` runs it. */
-  semiSpaceMiB?: number;
+  /**
+   * The control plane's Node flags; unset: the ones production starts it with (`corral up`, the
+   * Deployment's NODE_OPTIONS: CONTROL_PLANE_NODE_FLAGS), so P4 measures the process as deployed.
+   */
+  nodeFlags?: readonly string[];
 }): Promise<Figure[]> {
+  const nodeFlags = options.nodeFlags ?? CONTROL_PLANE_NODE_FLAGS;
+  const production = nodeFlags === CONTROL_PLANE_NODE_FLAGS;
+  const startedAs = `${production ? "as in production: " : ""}node ${nodeFlags.length > 0 ? nodeFlags.join(" ") : "with no flags (V8 defaults)"}`;
   const database = await createTestDatabase();
   const dir = await mkdtemp(join(tmpdir(), "corral-bench-attached-"));
   let controlPlane: ControlPlaneProcess | undefined;
@@ -40,7 +47,7 @@ export async function benchAttached(options: {
       { DATABASE_URL: database.url, CORRAL_HEARTBEAT_INTERVAL: `${options.heartbeatMs}ms`, CORRAL_LEASE_DURATION: `${Math.max(30_000, 6 * options.heartbeatMs)}ms`, CORRAL_LOG_LEVEL: "warn" },
       join(dir, "control-plane.log"),
       undefined,
-      { execArgv: [...(options.semiSpaceMiB ? [`--max-semi-space-size=${options.semiSpaceMiB}`] : []), "--expose-gc", "--import", fileURLToPath(new URL("./count-pg-queries.ts", import.meta.url))] },
+      { execArgv: [...nodeFlags, "--expose-gc", "--import", fileURLToPath(new URL("./count-pg-queries.ts", import.meta.url))] },
     );
     const cp = controlPlane;
     await new Promise((resolve) => setTimeout(resolve, 1000));
@@ -72,12 +79,12 @@ export async function benchAttached(options: {
       const rssAfterGc = rssMiB(cp.pid);
       const mib = (bytes: number) => (bytes / 1024 / 1024).toFixed(0);
       console.log(
-        `bench: ${attached} attached idle streams${options.semiSpaceMiB ? ` (--max-semi-space-size=${options.semiSpaceMiB})` : ""}: control plane RSS ${rss.toFixed(0)} MiB; after a full GC ${rssAfterGc.toFixed(0)} MiB ` +
+        `bench: ${attached} attached idle streams, control plane started ${startedAs}: RSS ${rss.toFixed(0)} MiB; after a full GC ${rssAfterGc.toFixed(0)} MiB ` +
           `(heap used ${mib(memory.usage.heapUsed)} of ${mib(memory.usage.heapTotal)} MiB, external ${mib(memory.usage.external)} MiB, array buffers ${mib(memory.usage.arrayBuffers)} MiB; heap spaces, MiB: ${JSON.stringify(memory.spaces)})`,
       );
       if (step === options.steps.at(-1)) {
         figures.push({
-          name: `control-plane RSS holding ${attached} idle attached streams${options.semiSpaceMiB ? ` (--max-semi-space-size=${options.semiSpaceMiB})` : ""}`,
+          name: `control-plane RSS holding ${attached} idle attached streams (${startedAs})`,
           value: rss,
           unit: "MiB",
           baseline: { name: "RSS holding none", value: idleRss },

@@ -29,10 +29,11 @@ try {
     )),
   );
   if (!quick) {
-    // The same, with V8's young generation capped: its semi-spaces grow to 64 MiB each during
-    // the attach bursts and stay committed; this shows what the cap is worth (the RSS figure only).
-    const capped = await benchAttached({ streams: 2000, steps: [2000], heartbeatMs: 5000, idleWindowMs: 1000, semiSpaceMiB: 16 });
-    figures.push(capped[0]!);
+    // The same with Node's defaults (no flags): V8's young generation then grows to 64 MiB per
+    // semi-space during the attach bursts and stays committed; this shows what the production
+    // flags (services/control-plane/src/node-flags.ts) are worth (the RSS figure only).
+    const defaults = await benchAttached({ streams: 2000, steps: [2000], heartbeatMs: 5000, idleWindowMs: 1000, nodeFlags: [] });
+    figures.push(defaults[0]!);
   }
   console.log("bench: runs admitted and launched per second, 1 and 3 schedulers, no-op runtime…");
   figures.push(...(await benchAdmission({ runs: quick ? 500 : 3000 })));

@@ -8,6 +8,7 @@ import { parse, parseAllDocuments } from "yaml";
 import { REQUIRED_ACCESS } from "@corral/scheduler/runtime/kubernetes/preflight-kubernetes.ts";
 import { schedulerConfig } from "@corral/scheduler/config.ts";
 import { controlPlaneConfig } from "@corral/control-plane/config.ts";
+import { CONTROL_PLANE_NODE_FLAGS } from "@corral/control-plane/node-flags.ts";
 import { artifactConfig } from "@corral/artifact/config.ts";
 import { webConfig } from "@corral/web/config.ts";
 import { loadConfig } from "@corral/plumbing/config.ts";
@@ -56,6 +57,9 @@ const PENDING_ENV: Record<string, string[]> = {
   // The scheduler's own reads of run artifacts (the service token is how it will).
   scheduler: ["CORRAL_ARTIFACT_URL", "CORRAL_ARTIFACT_SERVICE_TOKEN"],
 };
+
+/** Node's own flags a service runs with (NODE_OPTIONS in its Deployment), as its code names them. */
+const NODE_FLAGS: Record<string, readonly string[]> = { "control-plane": CONTROL_PLANE_NODE_FLAGS };
 
 // ---------------------------------------------------------------- Kubernetes object shapes
 
@@ -526,8 +530,12 @@ describe("deploy assets", () => {
           const secret = one<K8sObject & { data?: Record<string, string> }>("Secret", ref!.name);
           assert.match(secret.metadata.name, /^corral-database(-[a-z0-9]+)?$/);
           assert.ok(secret.data?.["url"], "the Secret has no url");
-          const known = new Set([...Object.keys(service.config), ...(PENDING_ENV[service.name] ?? [])]);
+          const known = new Set([...Object.keys(service.config), ...(PENDING_ENV[service.name] ?? []), ...(NODE_FLAGS[service.name] ? ["NODE_OPTIONS"] : [])]);
           for (const e of container().env ?? []) assert.ok(known.has(e.name), `${e.name} is not a ${service.name} setting`);
+        });
+
+        it("runs Node with the flags its code names (NODE_OPTIONS), as `corral up` does", () => {
+          assert.equal(env("NODE_OPTIONS")?.value, NODE_FLAGS[service.name]?.join(" "));
         });
 
         it("starts with a configuration that passes its validation", () => {

@@ -6,6 +6,7 @@ import { startEmbeddedPostgres, type EmbeddedPostgresServer } from "@corral/plum
 import { openDatabase } from "@corral/plumbing/db/open-database.ts";
 import { createLogger } from "@corral/plumbing/logger.ts";
 import { ensureServiceToken, SERVICE_TOKEN_FILE } from "../artifacts/service-token.ts";
+import { CONTROL_PLANE_NODE_FLAGS } from "@corral/control-plane/node-flags.ts";
 
 export interface StackOptions {
   /** Directory for the embedded database, logs and other state. */
@@ -47,7 +48,8 @@ export interface Stack {
  */
 const SERVICES = [
   { name: "artifact", entry: "@corral/artifact/main.ts", urlVariable: "CORRAL_ARTIFACT_URL" },
-  { name: "control-plane", entry: "@corral/control-plane/main.ts", urlVariable: "CORRAL_CONTROL_PLANE_URL" },
+  // With its V8 flags (a capped young generation: it holds thousands of idle streams), as deployed.
+  { name: "control-plane", entry: "@corral/control-plane/main.ts", urlVariable: "CORRAL_CONTROL_PLANE_URL", nodeFlags: CONTROL_PLANE_NODE_FLAGS },
   { name: "scheduler", entry: "@corral/scheduler/main.ts", urlVariable: "CORRAL_SCHEDULER_URL" },
   // Last: it forwards to the scheduler and the artifact service (with the stack's service token).
   { name: "web", entry: "@corral/web/main.ts", urlVariable: "CORRAL_WEB_URL" },
@@ -99,7 +101,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     Object.assign(env, metricsDefaults(env));
     for (const service of SERVICES) {
       progress(`starting ${service.name}`);
-      const started = await startService(service.name, service.entry, logs, env, options.startTimeoutMs ?? 60_000);
+      const started = await startService(service.name, service.entry, logs, env, options.startTimeoutMs ?? 60_000, service.nodeFlags);
       services.push(started);
       env[service.urlVariable] ??= started.url;
     }
@@ -137,6 +139,7 @@ async function startService(
   logs: string,
   env: NodeJS.ProcessEnv,
   timeoutMs: number,
+  nodeFlags: readonly string[] = [],
 ): Promise<ServiceProcess> {
   const logFile = join(logs, `${name}.log`);
   const fd = openSync(logFile, "a");
@@ -147,6 +150,7 @@ async function startService(
     env,
     detached: true,
     stdio: ["ignore", fd, fd, "ipc"],
+    execArgv: [...process.execArgv, ...nodeFlags],
   });
   closeSync(fd);
   try {
