@@ -9,6 +9,7 @@ import { CancelRequest } from "../../agent/src/pipeline/cancel-request.ts";
 import { runAgent, type RunAgentOptions } from "../../agent/src/attempt/run-agent.ts";
 import type { RunPipelineOptions } from "../../agent/src/attempt/pipeline-port.ts";
 import { openAttach } from "../support/attach-client.ts";
+import { startCuttingProxy } from "../support/cutting-proxy.ts";
 import { startControlPlaneFixture, type ControlPlaneFixture } from "../support/control-plane.ts";
 import {
   aborted,
@@ -334,6 +335,37 @@ describe("agent session against the control plane", () => {
       assert.equal(exit.exitCode, 1);
       assert.equal(exit.failure?.kind, "unreachable");
       assert.ok(calls.count >= 3, `it kept trying with backoff (${calls.count} attempts)`);
+    });
+
+    it("a connection reset by the control plane's host (read as ABORTED, without a lease detail) is retried, not taken as a supersede", async () => {
+      const run = await seedAgentRun(fx.sql);
+      const proxy = await startCuttingProxy({ host: "127.0.0.1", port: fx.controlPlane.server.port });
+      try {
+        let release!: () => void;
+        const released = new Promise<void>((resolve) => (release = resolve));
+        const pipeline = createFakePipeline(async (options) => {
+          options.observer.phaseChanged("agent");
+          options.observer.stepStarted({ name: "agent", kind: "agent", timeoutMs: 60_000 });
+          await emitLines(options, "agent", ["before\n"]);
+          await released;
+          await emitLines(options, "agent", ["after\n"]);
+          options.observer.stepFinished({ name: "agent", kind: "agent", outcome: "succeeded", exitCode: 0, durationMs: 5 });
+          return SUCCESS;
+        });
+        const exit = runAgent({ ...agentOptions(run, { pipeline }), controlPlaneUrl: proxy.url });
+        await pipeline.started;
+        await waitFor(async () => (await storedEvents(fx.sql, run.runId)).length >= 3, "the agent's first events");
+        proxy.resetClients();
+        await waitFor(() => proxy.connections >= 2, "the agent connecting again");
+        release();
+        const result = await exit;
+        assert.equal(result.exitCode, 0, result.message);
+        const events = await storedEvents(fx.sql, run.runId);
+        assertContiguous(events);
+        assert.equal(logOf(events, "agent"), "before\nafter\n");
+      } finally {
+        await proxy.close();
+      }
     });
 
     it("a late attach of the agent's own (its hello processed after it gave up) supersedes its stream; it reconnects and finishes", async () => {

@@ -8,6 +8,8 @@ export interface CuttingProxy {
   readonly connections: number;
   /** Cuts the next connection (both directions, no goodbye) once it has forwarded this many client bytes. */
   cutNextAfter(bytes: number): void;
+  /** Resets every open client connection (TCP RST, as from a killed process's host): the client reads ECONNRESET. */
+  resetClients(): void;
   close(): Promise<void>;
 }
 
@@ -20,8 +22,11 @@ export async function startCuttingProxy(target: { host: string; port: number }):
   let connections = 0;
   let cutAfter: number | undefined;
   const sockets = new Set<Socket>();
+  const clients = new Set<Socket>();
   const server = createServer((client) => {
     connections += 1;
+    clients.add(client);
+    client.on("close", () => clients.delete(client));
     const limit = cutAfter;
     cutAfter = undefined;
     const upstream = connect(target.port, target.host);
@@ -73,6 +78,9 @@ export async function startCuttingProxy(target: { host: string; port: number }):
     },
     cutNextAfter(bytes) {
       cutAfter = bytes;
+    },
+    resetClients() {
+      for (const client of clients) client.resetAndDestroy();
     },
     async close() {
       for (const socket of sockets) socket.destroy();

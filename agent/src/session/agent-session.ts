@@ -550,11 +550,14 @@ export function createAgentSession(options: AgentSessionOptions) {
       }
       case Code.Aborted: {
         const superseded = error.findDetails(LeaseSupersededSchema)[0];
+        // Only the control plane's own answer carries the detail. connect-node also reports a
+        // connection reset (a control plane killed mid-stream) as ABORTED: a transport failure,
+        // to be retried like any other.
+        if (!superseded) return { kind: "retry", welcomed, error: new Error(`the stream broke: ${error.rawMessage}`) };
         // An attach this session gave up on (no welcome in time) can still reach the control
         // plane after its successor and take the lease: that is not another agent, so attach again.
-        if (superseded?.sameAgent) return { kind: "retry", welcomed, error: new Error(`superseded by a late attach of this agent: ${error.rawMessage}`) };
-        const epoch = superseded?.currentEpoch;
-        return final("superseded", `another agent attached for this attempt${epoch === undefined ? "" : ` (lease epoch ${epoch})`}; this one stops`, error.code);
+        if (superseded.sameAgent) return { kind: "retry", welcomed, error: new Error(`superseded by a late attach of this agent: ${error.rawMessage}`) };
+        return final("superseded", `another agent attached for this attempt (lease epoch ${superseded.currentEpoch}); this one stops`, error.code);
       }
       case Code.InvalidArgument:
       case Code.PermissionDenied:
