@@ -1,45 +1,15 @@
 import assert from "node:assert/strict";
-import { execFile, spawn, type ChildProcess } from "node:child_process";
 import { chmodSync, mkdtempSync, rmSync, statSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { createSeededRemote, useTempDirs } from "../agent/support/git-fixtures.ts";
+import { corralUpEnv, runCorral, startCorralUp, type CorralUpProcess } from "../support/corral-up.ts";
 
-const CLI = fileURLToPath(new URL("../../cli/bin/corral.js", import.meta.url));
+/** `corral up` on an embedded database in `home`, with no service token configured: up makes one. */
+const startUp = (home: string) => startCorralUp([], corralUpEnv(home, { CORRAL_ARTIFACT_SERVICE_TOKEN: undefined }));
 
-/** `corral up` on an embedded database in `home`, on free ports; resolves with the URLs it prints. */
-function startUp(home: string): { child: ChildProcess; output: () => string; ready: Promise<Record<string, string>> } {
-  const env: NodeJS.ProcessEnv = {
-    ...process.env,
-    CORRAL_HOME: home,
-    CORRAL_SCHEDULER_LISTEN: "127.0.0.1:0",
-    CORRAL_CONTROL_PLANE_LISTEN: "127.0.0.1:0",
-    CORRAL_ARTIFACT_LISTEN: "127.0.0.1:0",
-    CORRAL_WEB_LISTEN: "127.0.0.1:0",
-  };
-  delete env.DATABASE_URL;
-  delete env.CORRAL_ARTIFACT_SERVICE_TOKEN; // the point: up makes one
-  const child = spawn(process.execPath, [CLI, "up"], { env, stdio: ["ignore", "pipe", "pipe"] });
-  let text = "";
-  child.stdout!.on("data", (chunk) => (text += chunk));
-  child.stderr!.on("data", (chunk) => (text += chunk));
-  const ready = new Promise<Record<string, string>>((resolve, reject) => {
-    child.stdout!.on("data", () => {
-      if (!text.includes("Press Ctrl-C to stop.")) return;
-      const urls: Record<string, string> = {};
-      for (const [, name, url] of text.matchAll(/^ {2}(scheduler|control plane|artifact) +(http:\/\/\S+)$/gm)) urls[name!] = url!;
-      resolve(urls);
-    });
-    child.once("exit", (code) => reject(new Error(`corral up exited with ${code}:\n${text}`)));
-  });
-  return { child, output: () => text, ready };
-}
-
-async function stop(up: ReturnType<typeof startUp>): Promise<void> {
-  const exited = new Promise<number | null>((resolve) => up.child.once("exit", (code) => resolve(code)));
-  up.child.kill("SIGINT");
-  assert.equal(await exited, 0, up.output());
+async function stop(up: CorralUpProcess): Promise<void> {
+  assert.equal(await up.stop(), 0, up.output());
 }
 
 describe("corral up, then corral logs and corral artifacts with no token configured", function () {
@@ -64,12 +34,7 @@ describe("corral up, then corral logs and corral artifacts with no token configu
 
       const cliEnv: NodeJS.ProcessEnv = { ...process.env, CORRAL_HOME: home, CORRAL_SCHEDULER_URL: urls["scheduler"], CORRAL_ARTIFACT_URL: urls["artifact"] };
       delete cliEnv.CORRAL_ARTIFACT_SERVICE_TOKEN;
-      const corral = (...args: string[]) =>
-        new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
-          const child = execFile(process.execPath, [CLI, ...args], { env: cliEnv, timeout: 120_000, maxBuffer: 64 * 1024 * 1024 }, (_error, stdout, stderr) =>
-            resolve({ code: child.exitCode ?? -1, stdout, stderr }),
-          );
-        });
+      const corral = (...args: string[]) => runCorral(args, cliEnv, 120_000);
 
       const remote = await createSeededRemote(await tempDir("up-logs"));
       const submitted = await corral("run", "--repo", remote.url, "--base", "main", "--agent-command", "echo 'hello from the agent'; sleep 1; echo 'bye from the agent'", "--prompt", "say hello");

@@ -1,17 +1,16 @@
 import assert from "node:assert/strict";
-import { execFile, spawn } from "node:child_process";
+import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { chmodSync, mkdtempSync, rmSync } from "node:fs";
 import { writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { createSeededRemote, remoteBranch } from "../agent/support/git-fixtures.ts";
+import { corralUpEnv, runCorral, startCorralUp } from "../support/corral-up.ts";
 import { testAgentImage } from "../support/docker/agent-image.ts";
 import { missingPodman, podman, sharedPodman, type PodmanService } from "../support/docker/podman.ts";
 
-const CLI = fileURLToPath(new URL("../../cli/bin/corral.js", import.meta.url));
 const run = promisify(execFile);
 
 describe("corral up --runtime docker", function () {
@@ -48,70 +47,42 @@ describe("corral up --runtime docker", function () {
     const home = mkdtempSync(join(tmpdir(), "corral-up-docker-"));
     chmodSync(home, 0o755); // as root, the embedded PostgreSQL runs as postgres and must enter it
     homes.push(home);
-    const env: NodeJS.ProcessEnv = {
-      ...process.env,
-      CORRAL_HOME: home,
-      CORRAL_SCHEDULER_LISTEN: "127.0.0.1:0",
-      CORRAL_CONTROL_PLANE_LISTEN: "127.0.0.1:0",
-      CORRAL_ARTIFACT_LISTEN: "127.0.0.1:0",
-      CORRAL_WEB_LISTEN: "127.0.0.1:0",
+    return corralUpEnv(home, {
       CORRAL_DOCKER_SCOPE: scope,
       // The run's file:// repository, at the same path inside the agent's container.
       CORRAL_DOCKER_MOUNTS: `${repos}:${repos}:rw`,
-    };
-    delete env.DATABASE_URL;
-    delete env.CORRAL_DOCKER_NETWORK;
-    return env;
+      CORRAL_DOCKER_NETWORK: undefined,
+    });
   };
 
   it("runs a run in a container of the engine at --docker-host, on the host's network by default", async () => {
-    const up = spawn(process.execPath, [CLI, "up", "--runtime", "docker", "--docker-host", engine.url, "--agent-image", image], { env: baseEnv(), stdio: ["ignore", "pipe", "pipe"] });
-    let text = "";
-    up.stdout!.on("data", (chunk) => (text += chunk));
-    up.stderr!.on("data", (chunk) => (text += chunk));
+    const up = startCorralUp(["--runtime", "docker", "--docker-host", engine.url, "--agent-image", image], baseEnv());
     try {
-      const scheduler = await new Promise<string>((resolve, reject) => {
-        up.stdout!.on("data", () => {
-          const match = /^ {2}scheduler +(http:\/\/\S+)$/m.exec(text);
-          if (text.includes("Press Ctrl-C to stop.") && match) resolve(match[1]!);
-        });
-        up.once("exit", (code) => reject(new Error(`corral up exited with ${code}:\n${text}`)));
-      });
+      const { scheduler } = await up.ready;
       const root = mkdtempSync(join(repos, "run-"));
       chmodSync(root, 0o755);
       const remote = await createSeededRemote(root);
       // git in the container (uid 10001) serves only repositories its user owns; this process reads it through safe.directory.
       await run("chown", ["-R", "10001:10001", remote.bare]);
       await writeFile(join(root, ".home", ".gitconfig"), "[safe]\n\tdirectory = *\n");
-      const result = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
-        const child = execFile(
-          process.execPath,
-          [CLI, "run", "--repo", remote.url, "--base", "main", "--agent-command", "echo in-a-container > DOCKER.md", "--prompt", "p", "--wait", "--json"],
-          { env: { ...process.env, CORRAL_SCHEDULER_URL: scheduler }, timeout: 240_000 },
-          (_error, stdout, stderr) => resolve({ code: child.exitCode, stdout, stderr }),
-        );
-      });
-      assert.equal(result.code, 0, `${result.stderr}\n${text}`);
+      const result = await runCorral(
+        ["run", "--repo", remote.url, "--base", "main", "--agent-command", "echo in-a-container > DOCKER.md", "--prompt", "p", "--wait", "--json"],
+        { ...process.env, CORRAL_SCHEDULER_URL: scheduler },
+        240_000,
+      );
+      assert.equal(result.code, 0, `${result.stderr}\n${up.output()}`);
       const finished = JSON.parse(result.stdout) as { runtime: string; result: { branch: string; commitSha: string } };
       assert.equal(finished.runtime, "RUNTIME_DOCKER");
       assert.equal(remoteBranch(root, remote.bare, finished.result.branch), finished.result.commitSha);
     } finally {
-      const exited = new Promise((resolve) => up.once("exit", resolve));
-      up.kill("SIGINT");
-      await exited;
+      await up.stop();
     }
   });
 
   it("refuses to start when the image is missing, naming it and the script that builds it", async () => {
-    const result = await new Promise<{ code: number | null; output: string }>((resolve) => {
-      const child = execFile(
-        process.execPath,
-        [CLI, "up", "--runtime", "docker", "--docker-host", engine.url, "--agent-image", "localhost/corral-agent-missing:1"],
-        { env: baseEnv(), timeout: 240_000 },
-        (_error, stdout, stderr) => resolve({ code: child.exitCode, output: stdout + stderr }),
-      );
-    });
-    assert.equal(result.code, 1, result.output);
-    assert.match(result.output, /the agent image "localhost\/corral-agent-missing:1" is not on the engine at unix:\/\/.*deploy\/docker\/build-agent-image\.sh/);
+    const result = await runCorral(["up", "--runtime", "docker", "--docker-host", engine.url, "--agent-image", "localhost/corral-agent-missing:1"], baseEnv(), 240_000);
+    const output = result.stdout + result.stderr;
+    assert.equal(result.code, 1, output);
+    assert.match(output, /the agent image "localhost\/corral-agent-missing:1" is not on the engine at unix:\/\/.*deploy\/docker\/build-agent-image\.sh/);
   });
 });

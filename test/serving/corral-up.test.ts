@@ -1,13 +1,11 @@
 import assert from "node:assert/strict";
-import { spawn, execFileSync, type ChildProcess } from "node:child_process";
+import { execFileSync } from "node:child_process";
 import { chmodSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import * as grpc from "@grpc/grpc-js";
+import { corralUpEnv, startCorralUp } from "../support/corral-up.ts";
 import { hostPort, loadProto, lookup, unary } from "../support/grpc-js.ts";
-
-const CLI = fileURLToPath(new URL("../../cli/bin/corral.js", import.meta.url));
 
 /** Processes whose command line mentions the given text (postgres, the services). */
 function processesMentioning(text: string): string[] {
@@ -15,31 +13,7 @@ function processesMentioning(text: string): string[] {
   return out.split("\n").filter((line) => line.includes(text) && !line.includes("ps -eo"));
 }
 
-function startUp(home: string): { child: ChildProcess; output: () => string; ready: Promise<Record<string, string>> } {
-  const env: NodeJS.ProcessEnv = {
-    ...process.env,
-    CORRAL_HOME: home,
-    CORRAL_SCHEDULER_LISTEN: "127.0.0.1:0",
-    CORRAL_CONTROL_PLANE_LISTEN: "127.0.0.1:0",
-    CORRAL_ARTIFACT_LISTEN: "127.0.0.1:0",
-    CORRAL_WEB_LISTEN: "127.0.0.1:0",
-  };
-  delete env.DATABASE_URL; // the point is the embedded database
-  const child = spawn(process.execPath, [CLI, "up"], { env, stdio: ["ignore", "pipe", "pipe"] });
-  let text = "";
-  child.stdout!.on("data", (chunk) => (text += chunk));
-  child.stderr!.on("data", (chunk) => (text += chunk));
-  const ready = new Promise<Record<string, string>>((resolve, reject) => {
-    child.stdout!.on("data", () => {
-      if (!text.includes("Press Ctrl-C to stop.")) return;
-      const urls: Record<string, string> = {};
-      for (const [, name, url] of text.matchAll(/^ {2}(scheduler|control plane|artifact|dashboard) +(http:\/\/\S+)$/gm)) urls[name!] = url!;
-      resolve(urls);
-    });
-    child.once("exit", (code) => reject(new Error(`corral up exited with ${code}:\n${text}`)));
-  });
-  return { child, output: () => text, ready };
-}
+const startUp = (home: string) => startCorralUp([], corralUpEnv(home));
 
 describe("corral up", function () {
   this.timeout(120_000);
@@ -80,9 +54,7 @@ describe("corral up", function () {
     }
     assert.ok(processesMentioning(join(home, "pg")).length > 0, "postgres should be running from CORRAL_HOME/pg");
 
-    const exited = new Promise<number | null>((resolve) => up.child.once("exit", (code) => resolve(code)));
-    up.child.kill("SIGINT");
-    assert.equal(await exited, 0, up.output());
+    assert.equal(await up.stop(), 0, up.output());
     assert.match(up.output(), /stopping…\nstopped\.\n$/);
     assert.deepEqual(processesMentioning(join(home, "pg")), [], "postgres left running");
     assert.deepEqual(processesMentioning("services/scheduler/src/main.ts").filter((l) => l.includes(home)), []);
