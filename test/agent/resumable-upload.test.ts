@@ -12,6 +12,7 @@ import { ArtifactService, type UploadRequest } from "@corral/contract/corral/art
 import { UploadOffsetMismatchSchema } from "@corral/contract/corral/common/v1/error_details_pb.ts";
 import { createArtifactConnection, type ArtifactConnection } from "../../agent/src/artifacts/artifact-client.ts";
 import { createResumableUpload, uploadFile, UploadFailed } from "../../agent/src/artifacts/resumable-upload.ts";
+import { STREAM_WINDOW_BYTES } from "@corral/plumbing/server/create-server.ts";
 import { bytes, download, sha256, SERVICE_TOKEN, startArtifactFixture, type ArtifactFixture } from "../artifact/support.ts";
 import { testLogger } from "../agent-session/support.ts";
 import { startCuttingProxy } from "../support/cutting-proxy.ts";
@@ -104,9 +105,11 @@ describe("agent: resumable artifact upload", () => {
     const proxy = await startCuttingProxy({ host: target.hostname, port: Number(target.port) });
     try {
       for (let round = 0; round < 3; round++) {
-        const size = 6 * MiB + round * 777;
+        // The cut comes after more than the service's HTTP/2 receive window: the client may send
+        // that far ahead of what the service has read, and bytes in flight at a cut are lost.
+        const size = STREAM_WINDOW_BYTES + 6 * MiB + round * 777;
         const data = bytes(size, 100 + round);
-        const cutAt = MiB + Math.floor(Math.random() * (size - 2 * MiB));
+        const cutAt = STREAM_WINDOW_BYTES + 2 * MiB + Math.floor(Math.random() * (size - STREAM_WINDOW_BYTES - 3 * MiB));
         const calls = recordingCalls();
         proxy.cutNextAfter(cutAt);
         const name = `resumed/${round}.bin`;

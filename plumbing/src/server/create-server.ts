@@ -55,6 +55,14 @@ export const defaultServerTimeouts: Readonly<ServerTimeouts> = Object.freeze({
   maxConcurrentStreams: 1000,
 });
 
+/**
+ * HTTP/2 receive windows: how many bytes a client may send ahead of what handlers have read, per
+ * stream and per connection. A few 1 MiB upload chunks per stream; the connection's bounds what
+ * one connection can make the server buffer, whatever its streams.
+ */
+export const STREAM_WINDOW_BYTES = 4 * 1024 * 1024;
+export const CONNECTION_WINDOW_BYTES = 16 * 1024 * 1024;
+
 export interface RunningServer {
   readonly url: string;
   readonly host: string;
@@ -97,7 +105,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       s.methods.filter((m) => m.methodKind === "client_streaming" || m.methodKind === "bidi_streaming").map((m) => `/${s.typeName}/${m.name}`),
     ),
   );
-  const server = http2.createServer({ settings: { maxConcurrentStreams: timeouts.maxConcurrentStreams } }, (req, res) => {
+  const server = http2.createServer({ settings: { maxConcurrentStreams: timeouts.maxConcurrentStreams, initialWindowSize: STREAM_WINDOW_BYTES } }, (req, res) => {
     boundRequest(req, clientStreaming.has(req.url.split("?")[0]!), timeouts);
     handler(req, res);
   });
@@ -105,6 +113,10 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const sessions = new Set<http2.ServerHttp2Session>();
   server.on("session", (session) => {
     sessions.add(session);
+    // HTTP/2's default 64 KiB window lets a client send 64 KiB per round trip: over a network
+    // with a 1 ms round trip an upload could never pass 64 MB/s, whatever the disk. Credit is
+    // only given back as handlers read, so a stalled handler still holds the client back.
+    session.setLocalWindowSize(CONNECTION_WINDOW_BYTES);
     session.once("close", () => sessions.delete(session));
     boundSession(session, timeouts);
   });
