@@ -45,6 +45,55 @@ describe("offset committer (group commit)", () => {
     assert.equal(await createOffsetCommitter({ start: 7, commit: async () => assert.fail("nothing to commit") }).flush(), 7);
   });
 
+  it("spaces commits by minIntervalMs, the next covering every write of the interval", async () => {
+    const starts: { offset: number; at: number }[] = [];
+    const committer = createOffsetCommitter({
+      start: 0,
+      minIntervalMs: 50,
+      commit: async (offset) => {
+        starts.push({ offset, at: performance.now() });
+      },
+    });
+    committer.advance(1);
+    await tick();
+    committer.advance(2);
+    committer.advance(3);
+    await tick();
+    assert.deepEqual(starts.map((s) => s.offset), [1], "the first write is committed at once, the next ones wait");
+    while (starts.length < 2) await new Promise((resolve) => setTimeout(resolve, 5));
+    assert.deepEqual(starts.map((s) => s.offset), [1, 3], "one commit covers both writes, without a flush");
+    assert.ok(starts[1]!.at - starts[0]!.at >= 49, `commits started ${starts[1]!.at - starts[0]!.at} ms apart`);
+    assert.equal(committer.committed, 3);
+  });
+
+  it("flushes at once, never waiting for the interval", async () => {
+    const commits = manualCommits();
+    // An hour: a flush that waited for it would time the test out.
+    const committer = createOffsetCommitter({ start: 0, minIntervalMs: 3_600_000, commit: commits.commit });
+    committer.advance(5);
+    await tick();
+    commits.calls[0]!.done();
+    committer.advance(9);
+    await tick();
+    assert.equal(commits.calls.length, 1, "the second commit waits for the interval");
+    const flushed = committer.flush();
+    await tick();
+    assert.deepEqual(commits.calls.map((c) => c.offset), [5, 9], "flush commits the trailing write at once");
+    commits.calls[1]!.done();
+    assert.equal(await flushed, 9);
+    // Later writes wait for the interval again, until the next flush.
+    committer.advance(12);
+    await tick();
+    committer.advance(15);
+    await tick();
+    assert.equal(commits.calls.length, 2);
+    const again = committer.flush();
+    await tick();
+    assert.deepEqual(commits.calls.map((c) => c.offset), [5, 9, 15]);
+    commits.calls[2]!.done();
+    assert.equal(await again, 15);
+  });
+
   it("fails every later call once a commit fails, and says so at once", async () => {
     const commits = manualCommits();
     const errors: unknown[] = [];
@@ -67,6 +116,7 @@ describe("offset committer (group commit)", () => {
         const offsets: number[] = [];
         const committer = createOffsetCommitter({
           start: 0,
+          minIntervalMs: steps.length % 2 === 0 ? 0 : 1,
           commit: async (offset) => {
             assert.ok(offset <= written, `committed ${offset} with only ${written} written`);
             offsets.push(offset);

@@ -31,6 +31,9 @@ type UploadResponseInit = MessageInitShape<typeof UploadResponseSchema>;
 /** Largest chunk, as the contract says. */
 export const MAX_CHUNK_BYTES = 1024 * 1024;
 
+/** Least time between two commits of one upload's offset (see createOffsetCommitter). */
+export const COMMIT_INTERVAL_MS = 200;
+
 const superseded = () => aborted("this upload was taken over by a newer stream");
 const failedUpload = () =>
   failedPrecondition("this upload failed its digest check and stored nothing; start again with a new upload_id");
@@ -144,6 +147,7 @@ async function writeUpload(
 
   const committer = createOffsetCommitter({
     start,
+    minIntervalMs: deps.commitIntervalMs ?? COMMIT_INTERVAL_MS,
     onError: end,
     commit: async (offset) => {
       // Durable first, recorded second: the committed offset never runs ahead of the disk.
@@ -200,9 +204,14 @@ async function writeUpload(
     if (othersBytes + end > limits.runQuotaBytes) throw quotaExceeded(limits.runQuotaBytes, othersBytes + end);
     if (length === 0) return;
     const digest = await digestState();
-    await writer!.write(offset, chunk.data);
+    // Hashed while the write is under way (it runs on libuv's thread pool): the two overlap.
+    const written = writer!.write(offset, chunk.data);
+    try {
+      digest.update(chunk.data);
+    } finally {
+      await written;
+    }
     deps.metrics?.uploaded(length);
-    digest.update(chunk.data);
     committer.advance(end);
   };
 

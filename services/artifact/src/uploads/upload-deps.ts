@@ -24,6 +24,8 @@ export interface ArtifactDeps {
   logger: Logger;
   /** How often a following download looks again when no notification came. */
   followPollMs: number;
+  /** Least time between two offset commits of one upload; COMMIT_INTERVAL_MS by default. */
+  commitIntervalMs?: number;
   /** Upload bytes and stored artifacts; uncounted without it. */
   metrics?: ArtifactMetrics;
 }
