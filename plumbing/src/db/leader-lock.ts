@@ -1,4 +1,5 @@
 import pg from "pg";
+import { endClient } from "./end-client.ts";
 import type { Logger } from "../logger.ts";
 
 export interface LeaderLock {
@@ -34,7 +35,7 @@ export function createLeaderLock(options: { url: string; key: number; logger: Lo
     if (client !== next) return;
     client = undefined;
     setLeader(false);
-    void next.end().catch(() => {});
+    void endClient(next);
   }
 
   async function attempt(): Promise<void> {
@@ -50,7 +51,7 @@ export function createLeaderLock(options: { url: string; key: number; logger: Lo
         });
         await next.connect();
         if (closed) {
-          await next.end();
+          await endClient(next);
           return;
         }
         client = next;
@@ -79,7 +80,7 @@ export function createLeaderLock(options: { url: string; key: number; logger: Lo
       const last = client;
       client = undefined;
       // Ending the session releases the lock at once, so a successor need not wait.
-      await last?.end().catch(() => {});
+      if (last) await endClient(last);
       setLeader(false);
     },
   };

@@ -1,4 +1,5 @@
 import pg from "pg";
+import { endClient } from "./end-client.ts";
 import type { Logger } from "../logger.ts";
 
 export type NotificationHandler = (payload: string) => void;
@@ -37,7 +38,7 @@ export function createPgListener(options: { url: string; logger: Logger; onRecon
             if (client === next) {
               client = undefined;
               connecting = undefined;
-              void next.end().catch(() => {});
+              void endClient(next);
               if (!closed) void connect().then(() => options.onReconnect?.(), () => {});
             }
           });
@@ -46,7 +47,7 @@ export function createPgListener(options: { url: string; logger: Logger; onRecon
           attempt = 0;
           return next;
         } catch (error) {
-          void next.end().catch(() => {});
+          void endClient(next);
           attempt++;
           const delay = Math.min(5000, 100 * 2 ** attempt) * (0.5 + Math.random() / 2);
           options.logger.warn({ err: error, delayMs: Math.round(delay) }, "cannot LISTEN yet; retrying");
@@ -67,7 +68,7 @@ export function createPgListener(options: { url: string; logger: Logger; onRecon
     },
     async close() {
       closed = true;
-      await client?.end().catch(() => {});
+      if (client) await endClient(client);
       client = undefined;
     },
   };

@@ -111,7 +111,11 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   });
   // http2Server.close() waits for every session, so track them to end them ourselves.
   const sessions = new Set<http2.ServerHttp2Session>();
+  // A connection accepted while the server drains is told to go away at once; one accepted after
+  // the grace is dropped: close() must not wait on a client that connected too late.
+  let draining: "no" | "gracefully" | "forcibly" = "no";
   server.on("session", (session) => {
+    if (draining === "forcibly") return session.destroy();
     sessions.add(session);
     // HTTP/2's default 64 KiB window lets a client send 64 KiB per round trip: over a network
     // with a 1 ms round trip an upload could never pass 64 MB/s, whatever the disk. Credit is
@@ -119,6 +123,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     session.setLocalWindowSize(CONNECTION_WINDOW_BYTES);
     session.once("close", () => sessions.delete(session));
     boundSession(session, timeouts);
+    if (draining === "gracefully") session.close();
   });
   server.on("sessionError", (error) => logger.debug({ err: error }, "http2 session error"));
 
@@ -144,9 +149,11 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       closing ??= (async () => {
         health.setAll(ServingStatus.NOT_SERVING);
         const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+        draining = "gracefully";
         for (const session of sessions) session.close();
         shutdown.abort(new ConnectError("server is shutting down", Code.Unavailable));
         const timer = setTimeout(() => {
+          draining = "forcibly";
           for (const session of sessions) session.destroy();
         }, graceMs);
         await closed;

@@ -243,9 +243,15 @@ export function createDispatcher(options: DispatcherOptions) {
      * scheduler stopping between starting a sandbox and recording it would leave its successor
      * a run whose sandbox it cannot find.
      */
-    async close(): Promise<void> {
+    async close(timeoutMs = 30_000): Promise<void> {
       closed = true;
-      await running;
+      if (!running) return;
+      let timer: NodeJS.Timeout | undefined;
+      const gaveUp = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(true), timeoutMs)));
+      // A launch stuck in its runtime's API must not hold the shutdown for ever; the reconciler of
+      // the next scheduler handles what it leaves (a sandbox with no handle times out).
+      if (await Promise.race([running.then(() => false), gaveUp])) logger.warn({ timeoutMs }, "stopping with launches still under way");
+      clearTimeout(timer);
     },
   };
 }
