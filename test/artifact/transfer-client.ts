@@ -38,13 +38,6 @@ async function* fileChunks(path: string, from: number): AsyncGenerator<Buffer> {
   for await (const data of createReadStream(path, { start: from, highWaterMark: CHUNK })) yield data as Buffer;
 }
 
-/** sha256 of a whole file, read locally (not part of what is transferred). */
-async function fileDigest(path: string): Promise<string> {
-  const digest = createHash("sha256");
-  for await (const data of fileChunks(path, 0)) digest.update(data);
-  return digest.digest("hex");
-}
-
 if (mode === "upload") {
   const total = Number(rest[0]);
   // One random block, varied per chunk: content generation must not dominate what is measured.
@@ -82,19 +75,33 @@ if (mode === "upload") {
     }
     result.committed = from;
   }
-  const digest = await fileDigest(path!);
+  // Hashed on the way, as the agent's uploader does: bytes the service has are read for the
+  // hash only, and a retry from a later offset hashes the gap first.
+  const whole = createHash("sha256");
+  let hashed = 0;
+  const hashUpTo = async (offset: number) => {
+    if (hashed >= offset) return;
+    for await (const data of createReadStream(path!, { start: hashed, end: offset - 1, highWaterMark: CHUNK })) whole.update(data as Buffer);
+    hashed = offset;
+  };
   let sent = 0;
+  let digest: string | undefined;
   for (let attempt = 0; ; attempt++) {
     async function* requests(): AsyncGenerator<UploadRequest> {
       yield message({ case: "header", value: { uploadId: uploadId!, runId: runId!, name: name! } as never });
+      await hashUpTo(from);
       let offset = from;
       for await (const data of fileChunks(path!, from)) {
+        if (offset <= hashed && offset + data.length > hashed) {
+          whole.update(data.subarray(hashed - offset));
+          hashed = offset + data.length;
+        }
         yield message({ case: "chunk", value: { offset: BigInt(offset), data } as never });
         offset += data.length;
         sent += data.length;
         if (killAfter !== undefined && sent >= Number(killAfter)) process.kill(process.pid, "SIGKILL");
       }
-      yield message({ case: "finish", value: { sha256: digest, size: BigInt(size) } as never });
+      yield message({ case: "finish", value: { sha256: (digest ??= whole.digest("hex")), size: BigInt(size) } as never });
     }
     try {
       await client.upload(requests(), { headers });
