@@ -191,9 +191,9 @@ export function createAttemptStore(orm: Orm, pool: PgPool) {
 
     /** Records a completion idempotently: the same key always gets the same verdict. */
     async recordCompletion(record: AttemptRecord, epoch: bigint, leaseMs: number, completion: CompletionRecord): Promise<CompletionVerdict> {
-      // The scheduler's finalization locks the run, then its attempt; this locks the attempt
-      // (lease), then the run. PostgreSQL breaks such a deadlock by failing one side, which is
-      // then retried as a whole: everything it did was rolled back.
+      // Like every write that takes both, this takes the attempt (lease), then the run, as the
+      // scheduler's finalization does. A deadlock PostgreSQL breaks all the same (with some
+      // other transaction) is retried as a whole: everything it did was rolled back.
       return retryOnDeadlock(() => recordCompletionOnce(record, epoch, leaseMs, completion));
     },
   };

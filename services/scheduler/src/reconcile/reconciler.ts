@@ -208,6 +208,9 @@ export function createReconciler(options: ReconcilerOptions) {
 
   async function finalize(row: ActiveAttempt, status: FinalStatus, reason: string): Promise<void> {
     const finished = await sql.transaction(async (trx) => {
+      // The attempt's row first, then the run's: the order the control plane's writes take them
+      // (a completion, a lease, events), so that the two never wait on each other in a cycle.
+      await sql.run("select 1 from attempts where run_id = ? and number = ? for update", [row.run_id, row.attempt], trx);
       const changed = await sql.one<{ finished_at: string }>(
         `update runs set status = ?, reason = ?, result = ?::jsonb, artifact_state = ?, current_step = null,
                 finished_at = now(), updated_at = now()
