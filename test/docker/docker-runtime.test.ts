@@ -21,19 +21,10 @@ import { createSeededRemote, remoteBranch } from "../agent/support/git-fixtures.
 import { testAgentImage } from "../support/docker/agent-image.ts";
 import { missingPodman, podman, sharedPodman, type PodmanService } from "../support/docker/podman.ts";
 import { startStackFixture, type StackFixture } from "../support/stack.ts";
+import { waitFor } from "../support/wait-for.ts";
 
 const run = promisify(execFile);
 const TERMINAL: RunStatus[] = [RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED];
-
-async function waitFor<T>(check: () => Promise<T | undefined>, what: string, timeoutMs = 60_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await check();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 200));
-  }
-}
 
 /**
  * The docker runtime end to end against podman's Docker-compatible API: the scheduler creates

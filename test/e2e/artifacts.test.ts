@@ -11,6 +11,7 @@ import { createSeededRemote, useTempDirs } from "../agent/support/git-fixtures.t
 import { storedEvents, type StoredEvent } from "../agent-session/support.ts";
 import type { ArtifactServiceFixture } from "../support/artifact-service.ts";
 import { startStackFixture, type StackFixture } from "../support/stack.ts";
+import { waitFor } from "../support/wait-for.ts";
 
 const TERMINAL: RunStatus[] = [RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED];
 const CLI = fileURLToPath(new URL("../../cli/bin/corral.js", import.meta.url));
@@ -31,16 +32,6 @@ function eventOutput(events: StoredEvent[]): Map<string, string> {
 const statuses = (events: StoredEvent[]) =>
   events.filter((e) => e.type === "run.artifact_status").map((e) => `${e.payload.artifactStatus!.name} ${String(e.payload.artifactStatus!.state).replace("ARTIFACT_UPLOAD_STATE_", "")}`);
 const warnings = (events: StoredEvent[]) => events.filter((e) => e.type === "run.warning").map((e) => e.payload.warning!);
-
-async function waitFor<T>(check: () => Promise<T | undefined>, what: string, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await check();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
 
 describe("artifacts of a run end to end: progressive run log, files, artifact state", function () {
   this.timeout(120_000);

@@ -6,6 +6,7 @@ import { durationFromMs } from "@bufbuild/protobuf/wkt";
 
 import { createSeededRemote, git, remoteBranch, useTempDirs } from "../agent/support/git-fixtures.ts";
 import { startStackFixture, type StackFixture } from "../support/stack.ts";
+import { waitFor } from "../support/wait-for.ts";
 
 const TERMINAL: RunStatus[] = [RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED];
 
@@ -35,16 +36,6 @@ describe("a run end to end on the local runtime", function () {
     }
     assert.ok(run && TERMINAL.includes(run.status), "WatchRun ends only when the run is terminal");
     return { run: run!, types, sequences, logs };
-  }
-
-  async function waitFor<T>(check: () => Promise<T | undefined>, what: string, timeoutMs = 30_000): Promise<T> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const value = await check();
-      if (value !== undefined) return value;
-      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-      await new Promise((resolve) => setTimeout(resolve, 100));
-    }
   }
 
   /** Submits a run against a fresh seeded bare remote. */

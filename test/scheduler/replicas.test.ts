@@ -6,18 +6,9 @@ import { RunService, RunStatus, type SubmitRunRequestSchema } from "@corral/cont
 import { createSeededRemote, useTempDirs } from "../agent/support/git-fixtures.ts";
 import type { Scheduler } from "@corral/scheduler/start-scheduler.ts";
 import { startStackFixture, type StackFixture } from "../support/stack.ts";
+import { waitFor } from "../support/wait-for.ts";
 
 const TERMINAL: RunStatus[] = [RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED];
-
-async function waitFor<T>(check: () => Promise<T | undefined>, what: string, timeoutMs = 60_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await check();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-}
 
 /**
  * Several scheduler replicas on one database: admission never launches a run twice nor

@@ -12,6 +12,7 @@ import { createSql, type Sql } from "@corral/plumbing/db/sql.ts";
 import { schedulerConfig } from "@corral/scheduler/config.ts";
 import { startScheduler, type Scheduler } from "@corral/scheduler/start-scheduler.ts";
 import { startArtifactService, type ArtifactServiceFixture } from "../../support/artifact-service.ts";
+import { waitFor as waitForValue } from "../../support/wait-for.ts";
 
 export const TERMINAL: RunStatus[] = [RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED];
 const logger = (name: string) => createLogger({ name, level: process.env.TEST_LOG_LEVEL ?? "silent" });
@@ -104,15 +105,9 @@ export async function settle(client: Client<typeof RunService>, runId: string, t
   }
 }
 
-export async function waitFor<T>(check: () => Promise<T | undefined>, what: string, timeoutMs = 60_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await check().catch(() => undefined);
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
+/** waitFor, with a failing check counted as "not yet": a process being killed and restarted may refuse a call. */
+export const waitFor = <T>(check: () => Promise<T | undefined>, what: string, timeoutMs = 60_000): Promise<T> =>
+  waitForValue(() => check().catch(() => undefined), what, timeoutMs, 50);
 
 export interface StoredEvents {
   count: number;

@@ -4,6 +4,7 @@ import { fileURLToPath } from "node:url";
 import { CoreV1Api, RbacAuthorizationV1Api, type KubeConfig, type V1Role } from "@kubernetes/client-node";
 import { parseAllDocuments } from "yaml";
 import { RESTRICTED_USER } from "../../support/kube/cluster.ts";
+export { waitFor } from "../../support/wait-for.ts";
 
 const SCHEDULER_MANIFEST = fileURLToPath(new URL("../../../deploy/k8s/base/scheduler.yaml", import.meta.url));
 
@@ -54,12 +55,3 @@ export async function createRunsNamespace(admin: KubeConfig, options: { bindRole
   };
 }
 
-export async function waitFor<T>(check: () => Promise<T | undefined>, what: string, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await check();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-}

@@ -1,5 +1,8 @@
 import { randomBytes } from "node:crypto";
 import type { KubeConfig } from "@kubernetes/client-node";
+import { waitFor } from "../wait-for.ts";
+
+export { waitFor };
 
 export interface TestNamespace {
   name: string;
@@ -29,12 +32,3 @@ export async function createTestNamespace(admin: KubeConfig, prefix = "corral-te
 }
 
 /** Polls check every 100 ms until it returns a value other than undefined. */
-export async function waitFor<T>(check: () => Promise<T | undefined>, what: string, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await check();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs / 1000} s waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-}
