@@ -1,6 +1,9 @@
 import { stopSharedPodman } from "./docker/podman.ts";
 import { stopSharedKubeCluster } from "./kube/cluster.ts";
 import { stopSharedPostgres } from "./postgres.ts";
+import { timersHoldingTheProcess, trackTimers } from "./timer-tracker.ts";
+
+trackTimers();
 
 /**
  * How long the process may linger once every test and hook has run. Mocha (exit: false) waits
@@ -18,6 +21,7 @@ export const mochaHooks = {
         `tests: the run ended ${LINGER_GRACE_MS / 1000} s ago but the process is still held open by: ` +
           `${process.getActiveResourcesInfo().join(", ")}; exiting (a test leaks these handles)`,
       );
+      for (const timer of timersHoldingTheProcess()) console.error(`  timer ${timer}`);
       // mocha's exit listener sets the exit code from the failure count.
       process.exit();
     }, LINGER_GRACE_MS).unref();
