@@ -43,6 +43,21 @@ async function emitLines(options: RunPipelineOptions, step: string, lines: strin
   }
 }
 
+/** A pipeline whose agent step prints "before", waits for `release()`, prints "after" and succeeds. */
+function pausedPipeline() {
+  const released = Promise.withResolvers<void>();
+  const pipeline = createFakePipeline(async (options) => {
+    options.observer.phaseChanged("agent");
+    options.observer.stepStarted({ name: "agent", kind: "agent", timeoutMs: 60_000 });
+    await emitLines(options, "agent", ["before\n"]);
+    await released.promise;
+    await emitLines(options, "agent", ["after\n"]);
+    options.observer.stepFinished({ name: "agent", kind: "agent", outcome: "succeeded", exitCode: 0, durationMs: 5 });
+    return SUCCESS;
+  });
+  return { pipeline, release: () => released.resolve() };
+}
+
 describe("agent session against the control plane", () => {
   let fx: ControlPlaneFixture;
   before(async () => {
@@ -341,17 +356,7 @@ describe("agent session against the control plane", () => {
       const run = await seedAgentRun(fx.sql);
       const proxy = await startCuttingProxy({ host: "127.0.0.1", port: fx.controlPlane.server.port });
       try {
-        let release!: () => void;
-        const released = new Promise<void>((resolve) => (release = resolve));
-        const pipeline = createFakePipeline(async (options) => {
-          options.observer.phaseChanged("agent");
-          options.observer.stepStarted({ name: "agent", kind: "agent", timeoutMs: 60_000 });
-          await emitLines(options, "agent", ["before\n"]);
-          await released;
-          await emitLines(options, "agent", ["after\n"]);
-          options.observer.stepFinished({ name: "agent", kind: "agent", outcome: "succeeded", exitCode: 0, durationMs: 5 });
-          return SUCCESS;
-        });
+        const { pipeline, release } = pausedPipeline();
         const exit = runAgent({ ...agentOptions(run, { pipeline }), controlPlaneUrl: proxy.url });
         await pipeline.started;
         await waitFor(async () => (await storedEvents(fx.sql, run.runId)).length >= 3, "the agent's first events");
@@ -372,17 +377,7 @@ describe("agent session against the control plane", () => {
       const run = await seedAgentRun(fx.sql);
       const hellos = capturingHellos();
       const calls = countingAttachCalls();
-      let release!: () => void;
-      const released = new Promise<void>((resolve) => (release = resolve));
-      const pipeline = createFakePipeline(async (options) => {
-        options.observer.phaseChanged("agent");
-        options.observer.stepStarted({ name: "agent", kind: "agent", timeoutMs: 60_000 });
-        await emitLines(options, "agent", ["before\n"]);
-        await released;
-        await emitLines(options, "agent", ["after\n"]);
-        options.observer.stepFinished({ name: "agent", kind: "agent", outcome: "succeeded", exitCode: 0, durationMs: 5 });
-        return SUCCESS;
-      });
+      const { pipeline, release } = pausedPipeline();
       const exit = runAgent(agentOptions(run, { pipeline, interceptors: [hellos.interceptor, calls.interceptor] }));
       await pipeline.started;
       await waitFor(async () => (await storedEvents(fx.sql, run.runId)).length >= 3, "the agent's first events");

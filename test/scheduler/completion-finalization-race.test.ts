@@ -6,9 +6,9 @@ import { createSql, type Sql } from "@corral/plumbing/db/sql.ts";
 import { createAttemptStore } from "@corral/control-plane/attach/attempt-store.ts";
 import { createReconciler } from "@corral/scheduler/reconcile/reconciler.ts";
 import { createRunStore } from "@corral/scheduler/runs/run-store.ts";
-import { mintCredential } from "@corral/plumbing/credentials.ts";
 import { createTestDatabase, type TestDatabase } from "../support/postgres.ts";
 import { createScriptedRuntime } from "./support/scripted-runtime.ts";
+import { seedRunningRun } from "./support/seed-running-run.ts";
 
 /**
  * The agent's completion (control plane) and the run's finalization (scheduler) write the same
@@ -93,17 +93,3 @@ describe("completion and finalization at the same moment", function () {
     assert.equal((await deadlocks()) - before, 0, "deadlocks PostgreSQL had to break");
   });
 });
-
-async function seedRunningRun(sql: Sql): Promise<string> {
-  const run = await sql.one<{ id: string }>(
-    `insert into runs (status, runtime, repository_url, base_ref, spec, current_attempt, launched_at, attached_at)
-     values ('running', 'local', 'file:///x.git', 'main', '{}'::jsonb, 1, now(), now()) returning id`,
-  );
-  await sql.run(
-    `insert into attempts (run_id, number, status, runtime_handle, launched_at, attached_at, lease_epoch, lease_expires_at)
-     values (?, 1, 'running', '{"pid":1}'::jsonb, now(), now(), 1, now() + interval '1 hour')`,
-    [run!.id],
-  );
-  await sql.run("insert into credentials (run_id, attempt, token_hash, expires_at) values (?, 1, ?, now() + interval '1 hour')", [run!.id, mintCredential().hash]);
-  return run!.id;
-}

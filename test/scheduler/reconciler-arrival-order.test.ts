@@ -10,6 +10,7 @@ import type { CompletionKind } from "@corral/scheduler/finalization/decide-final
 import { createTestDatabase, type TestDatabase } from "../support/postgres.ts";
 import { completionKinds, tableStatus, terminalFacts } from "./finalization-table.ts";
 import { createScriptedRuntime } from "./support/scripted-runtime.ts";
+import { seedRunningRun } from "./support/seed-running-run.ts";
 
 const COMPLETION_WAIT_MS = 40;
 
@@ -109,17 +110,3 @@ describe("reconciler: every finalization-table row under every arrival order", f
     }
   });
 });
-
-async function seedRunningRun(sql: Sql): Promise<string> {
-  const run = await sql.one<{ id: string }>(
-    `insert into runs (status, runtime, repository_url, base_ref, spec, current_attempt, launched_at, attached_at)
-     values ('running', 'local', 'file:///x.git', 'main', '{}'::jsonb, 1, now(), now()) returning id`,
-  );
-  await sql.run(
-    `insert into attempts (run_id, number, status, runtime_handle, launched_at, attached_at, lease_epoch, lease_expires_at)
-     values (?, 1, 'running', '{"pid":1}'::jsonb, now(), now(), 1, now() + interval '1 hour')`,
-    [run!.id],
-  );
-  await sql.run("insert into credentials (run_id, attempt, token_hash, expires_at) values (?, 1, md5(random()::text), now() + interval '1 hour')", [run!.id]);
-  return run!.id;
-}

@@ -5,6 +5,7 @@ import { createSql, type Sql } from "@corral/plumbing/db/sql.ts";
 import { createReconciler } from "@corral/scheduler/reconcile/reconciler.ts";
 import { createTestDatabase, type TestDatabase } from "../support/postgres.ts";
 import { createScriptedRuntime } from "./support/scripted-runtime.ts";
+import { seedRunningRun } from "./support/seed-running-run.ts";
 
 describe("reconciler: a sandbox whose handle is not recorded yet", () => {
   let testDb: TestDatabase;
@@ -34,7 +35,7 @@ describe("reconciler: a sandbox whose handle is not recorded yet", () => {
   const statusOf = async (runId: string) => (await sql.one<{ status: string; reason: string | null }>("select status, reason from runs where id = ?", [runId]))!;
 
   it("is not taken as missing while the launch may still record it: a successful agent's run completes once it does", async () => {
-    const runId = await seedAttachedRun(sql, "now()");
+    const runId = await seedRunningRun(sql, { handle: null });
     await sql.run("insert into completions (run_id, attempt, idempotency_key, status, result, conflict) values (?, 1, 'k', 'succeeded', '{}', false)", [runId]);
     for (let pass = 0; pass < 3; pass++) {
       await reconciler.reconcileRun(runId);
@@ -48,7 +49,7 @@ describe("reconciler: a sandbox whose handle is not recorded yet", () => {
   });
 
   it("is taken as missing once the attach timeout has passed since the launch: the run fails, saying so", async () => {
-    const runId = await seedAttachedRun(sql, "now() - interval '3 minutes'");
+    const runId = await seedRunningRun(sql, { handle: null, launchedAt: "now() - interval '3 minutes'" });
     await sql.run("insert into completions (run_id, attempt, idempotency_key, status, result, conflict) values (?, 1, 'k', 'succeeded', '{}', false)", [runId]);
     await reconciler.reconcileRun(runId);
     const { status, reason } = await statusOf(runId);
@@ -56,17 +57,3 @@ describe("reconciler: a sandbox whose handle is not recorded yet", () => {
     assert.match(reason!, /no record of its process.*never started/);
   });
 });
-
-async function seedAttachedRun(sql: Sql, launchedAt: string): Promise<string> {
-  const run = await sql.one<{ id: string }>(
-    `insert into runs (status, runtime, repository_url, base_ref, spec, current_attempt, launched_at, attached_at)
-     values ('running', 'local', 'file:///x.git', 'main', '{}'::jsonb, 1, ${launchedAt}, now()) returning id`,
-  );
-  await sql.run(
-    `insert into attempts (run_id, number, status, runtime_handle, launched_at, attached_at, lease_epoch, lease_expires_at)
-     values (?, 1, 'running', null, ${launchedAt}, now(), 1, now() + interval '1 hour')`,
-    [run!.id],
-  );
-  await sql.run("insert into credentials (run_id, attempt, token_hash, expires_at) values (?, 1, md5(random()::text), now() + interval '1 hour')", [run!.id]);
-  return run!.id;
-}
