@@ -18,6 +18,8 @@ export const controlPlaneConfig = {
   CORRAL_HEARTBEAT_INTERVAL: duration("5s"),
   /** How long a lease lives without a heartbeat or event; then the attempt counts as lost. */
   CORRAL_LEASE_DURATION: duration("30s"),
+  /** How long a new stream may stay silent before its hello; then it is ended DEADLINE_EXCEEDED. */
+  CORRAL_HELLO_TIMEOUT: duration("10s"),
   /** Largest message either side of a stream may send. */
   CORRAL_MAX_MESSAGE_BYTES: positiveInt(4 * 1024 * 1024),
   /** Largest serialized event. */

@@ -38,8 +38,6 @@ export interface AttachDeps {
   registry: SessionRegistry;
   config: ControlPlaneConfig;
   logger: Logger;
-  /** Longest an agent may take to say hello after opening the stream. */
-  helloTimeoutMs?: number;
   /** The attach span in the run's trace, whose context the welcome hands to the agent. */
   tracer?: Tracer;
   metrics?: ControlPlaneMetrics;
@@ -376,13 +374,16 @@ export function createAttachSession(deps: AttachDeps, signal: AbortSignal) {
     outgoing: out,
     /** Reads the agent's messages until the agent closes its side or the stream fails. */
     async consume(requests: AsyncIterable<AttachRequest>): Promise<void> {
+      // Bounds a client that opens a stream and says nothing; a hello that has arrived is being
+      // looked up (slow under a burst of attaches, not the client's fault) and is not timed out.
       const helloTimer = setTimeout(
         () => state === "awaiting_hello" && fail(new ConnectError("no hello within the deadline", Code.DeadlineExceeded)),
-        deps.helloTimeoutMs ?? 10_000,
+        config.CORRAL_HELLO_TIMEOUT,
       );
       try {
         for await (const request of requests) {
           if (state === "closed") break;
+          clearTimeout(helloTimer);
           await onMessage(request);
         }
         if (state !== "closed" && state !== "awaiting_hello") await batcher.flush();
