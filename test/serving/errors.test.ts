@@ -99,6 +99,41 @@ describe("error interceptor", () => {
       assert.deepEqual([json.status, json.body.code], [400, "invalid_argument"]);
     });
 
+    /** A unary call over gRPC-Web on a raw HTTP/2 stream: the status in its trailers frame. */
+    const grpcWebPost = (path: string, message: Uint8Array) =>
+      new Promise<{ status: string | undefined; message: string | undefined }>((resolve, reject) => {
+        const session = http2.connect(server.url);
+        session.on("error", reject);
+        const request = session.request({ ":method": "POST", ":path": path, "content-type": "application/grpc-web+proto", "x-grpc-web": "1" });
+        const chunks: Buffer[] = [];
+        request.on("data", (chunk: Buffer) => chunks.push(chunk));
+        request.on("end", () => {
+          session.close();
+          let body = Buffer.concat(chunks);
+          let trailers = "";
+          while (body.length >= 5) {
+            const length = body.readUInt32BE(1);
+            if (body[0]! & 0x80) trailers = body.subarray(5, 5 + length).toString("latin1");
+            body = body.subarray(5 + length);
+          }
+          const field = (name: string) => /^([^:]+):\s*(.*)$/m.exec(trailers.split("\r\n").find((line) => line.startsWith(`${name}:`)) ?? "")?.[2];
+          resolve({ status: field("grpc-status"), message: decodeURIComponent(field("grpc-message") ?? "") });
+        });
+        const head = Buffer.alloc(5);
+        head.writeUInt32BE(message.byteLength, 1);
+        request.end(Buffer.concat([head, message]));
+      });
+
+    it("is INVALID_ARGUMENT over gRPC-Web too; a fault stays INTERNAL, other codes as they were", async () => {
+      const undecodable = await grpcWebPost(GET_RUN, Uint8Array.of(0xff, 0xff, 0xff));
+      assert.equal(undecodable.status, String(Code.InvalidArgument));
+      assert.match(undecodable.message!, /^parse binary: /);
+      const fault = await grpcWebPost(GET_RUN, toBinary(GetRunRequestSchema, create(GetRunRequestSchema, { runId: "boom" })));
+      assert.equal(fault.status, String(Code.Internal));
+      const missing = await grpcWebPost(GET_RUN, toBinary(GetRunRequestSchema, create(GetRunRequestSchema, { runId: "missing" })));
+      assert.equal(missing.status, String(Code.NotFound));
+    });
+
     it("leaves a server fault INTERNAL (500) over the Connect protocol, a decodable request answered as usual", async () => {
       const fault = await connectPost(GET_RUN, toBinary(GetRunRequestSchema, create(GetRunRequestSchema, { runId: "boom" })), "application/proto");
       assert.deepEqual([fault.status, fault.body.code], [500, "internal"]);
