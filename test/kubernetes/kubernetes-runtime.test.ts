@@ -281,43 +281,49 @@ describe("kubernetes runtime against a real API server", function () {
     await core().createNamespacedSecret({ namespace: namespace.name, body: { metadata: { name: "someone-elses" }, stringData: { password: "hunter2" } } });
     await assert.rejects(restricted.makeApiClient(CoreV1Api).readNamespacedSecret({ name: "someone-elses", namespace: namespace.name }), (error: { code?: number }) => error.code === 403);
     await assert.rejects(restricted.makeApiClient(CoreV1Api).listNamespacedSecret({ namespace: namespace.name }), (error: { code?: number }) => error.code === 403);
+    // Each backend made here watches its namespace until closed; all are closed at the end.
+    const made: { close(): Promise<void> }[] = [];
+    const kept = <T extends { close(): Promise<void> }>(runtime: T): T => (made.push(runtime), runtime);
     const backend = (ns: string, controlPlaneUrl = "http://127.0.0.1:9") =>
-      createKubernetesRuntime({ loadKubeConfig: () => restricted, shape: { ...TEST_SHAPE, namespace: ns }, controlPlaneUrl, logger: createLogger({ name: "test", level: "silent" }) });
-    const good = backend(namespace.name);
-    assert.deepEqual(await good.preflight(), { ok: true, message: `kubernetes v1.36.3 at ${cluster.url}, namespace "${namespace.name}"` });
-    await good.close();
-    // A namespace where the Role is not bound: every verb named.
-    const other = await createRunsNamespace(admin, { bindRole: false });
+      kept(createKubernetesRuntime({ loadKubeConfig: () => restricted, shape: { ...TEST_SHAPE, namespace: ns }, controlPlaneUrl, logger: createLogger({ name: "test", level: "silent" }) }));
     try {
-      const denied = await backend(other.name).preflight();
-      assert.equal(denied.ok, false);
-      assert.match(denied.message, /refused|may not/);
+      const good = backend(namespace.name);
+      assert.deepEqual(await good.preflight(), { ok: true, message: `kubernetes v1.36.3 at ${cluster.url}, namespace "${namespace.name}"` });
+      // A namespace where the Role is not bound: every verb named.
+      const other = await createRunsNamespace(admin, { bindRole: false });
+      try {
+        const denied = await backend(other.name).preflight();
+        assert.equal(denied.ok, false);
+        assert.match(denied.message, /refused|may not/);
+      } finally {
+        await other.remove();
+      }
+      // The restricted identity cannot tell a missing namespace from one it has no rights in.
+      const forbidden = await backend("corral-no-such-namespace").preflight();
+      assert.match(forbidden.message, /may not create Jobs in namespace "corral-no-such-namespace".*does the namespace exist/);
+      const asAdmin = kept(createKubernetesRuntime({
+        loadKubeConfig: () => admin,
+        shape: { ...TEST_SHAPE, namespace: "corral-no-such-namespace" },
+        controlPlaneUrl: "http://127.0.0.1:9",
+        logger: createLogger({ name: "test", level: "silent" }),
+      }));
+      assert.deepEqual(await asAdmin.preflight(), { ok: false, message: `kubernetes: namespace "corral-no-such-namespace" does not exist on ${cluster.url}` });
+      const noUrl = await backend(namespace.name, "").preflight();
+      assert.match(noUrl.message, /no control-plane URL/);
+      const unreachable = kept(createKubernetesRuntime({
+        loadKubeConfig: () => {
+          const config = cluster.kubeConfig("restricted");
+          config.clusters[0] = { ...config.clusters[0]!, server: "https://127.0.0.1:9" };
+          return config;
+        },
+        shape: { ...TEST_SHAPE, namespace: namespace.name },
+        controlPlaneUrl: "http://127.0.0.1:9",
+        logger: createLogger({ name: "test", level: "silent" }),
+      }));
+      assert.match((await unreachable.preflight()).message, /API server at https:\/\/127\.0\.0\.1:9 is not reachable/);
     } finally {
-      await other.remove();
+      await Promise.all(made.map((runtime) => runtime.close()));
     }
-    // The restricted identity cannot tell a missing namespace from one it has no rights in.
-    const forbidden = await backend("corral-no-such-namespace").preflight();
-    assert.match(forbidden.message, /may not create Jobs in namespace "corral-no-such-namespace".*does the namespace exist/);
-    const asAdmin = createKubernetesRuntime({
-      loadKubeConfig: () => admin,
-      shape: { ...TEST_SHAPE, namespace: "corral-no-such-namespace" },
-      controlPlaneUrl: "http://127.0.0.1:9",
-      logger: createLogger({ name: "test", level: "silent" }),
-    });
-    assert.deepEqual(await asAdmin.preflight(), { ok: false, message: `kubernetes: namespace "corral-no-such-namespace" does not exist on ${cluster.url}` });
-    const noUrl = await backend(namespace.name, "").preflight();
-    assert.match(noUrl.message, /no control-plane URL/);
-    const unreachable = createKubernetesRuntime({
-      loadKubeConfig: () => {
-        const config = cluster.kubeConfig("restricted");
-        config.clusters[0] = { ...config.clusters[0]!, server: "https://127.0.0.1:9" };
-        return config;
-      },
-      shape: { ...TEST_SHAPE, namespace: namespace.name },
-      controlPlaneUrl: "http://127.0.0.1:9",
-      logger: createLogger({ name: "test", level: "silent" }),
-    });
-    assert.match((await unreachable.preflight()).message, /API server at https:\/\/127\.0\.0\.1:9 is not reachable/);
   });
 
   const podsOf = async (runId: string) =>

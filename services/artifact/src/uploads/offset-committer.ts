@@ -33,17 +33,18 @@ export function createOffsetCommitter(options: {
   let flushing = 0;
 
   const spaced = async () => {
-    const wait = lastStart + minIntervalMs - performance.now();
-    if (wait <= 0 || flushing > 0) return;
-    await new Promise<void>((resolve) => {
-      const timer = setTimeout(done, wait);
-      function done() {
-        clearTimeout(timer);
-        hurry = undefined;
-        resolve();
-      }
-      hurry = done;
-    });
+    // Timers may fire a little early by this clock, so the wait is measured again after each.
+    for (let wait = lastStart + minIntervalMs - performance.now(); wait > 0 && flushing === 0; wait = lastStart + minIntervalMs - performance.now()) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(done, Math.ceil(wait));
+        function done() {
+          clearTimeout(timer);
+          hurry = undefined;
+          resolve();
+        }
+        hurry = done;
+      });
+    }
   };
 
   const run = () => {

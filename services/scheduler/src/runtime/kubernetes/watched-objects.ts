@@ -57,7 +57,10 @@ export function watchObjects<T extends KubernetesObject>(options: {
   informer.on("error", (error) => {
     if (stopped) return;
     options.logger.warn({ err: error, path: options.path, retryInMs: delay }, "kubernetes watch failed; restarting it");
-    timer = setTimeout(() => void start(), delay);
+    // One restart pending at a time (an informer may report several errors for one failure),
+    // and never one that keeps the process alive on its own.
+    clearTimeout(timer);
+    timer = setTimeout(() => stopped || void start(), delay).unref();
     delay = Math.min(delay * 2, RESTART_DELAY_MS.max);
   });
   void start();
