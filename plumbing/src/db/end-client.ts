@@ -1,4 +1,5 @@
 import type pg from "pg";
+import { settlesWithin } from "../settles-within.ts";
 
 /**
  * Ends a dedicated pg connection, politely if the server answers in time, else by dropping its
@@ -6,17 +7,6 @@ import type pg from "pg";
  * network gone): the session ends either way, which is what releases its locks and LISTENs.
  */
 export async function endClient(client: pg.Client, timeoutMs = 2000): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  const dropped = new Promise<void>((resolve) => {
-    timer = setTimeout(() => {
-      (client as unknown as { connection?: { stream?: { destroy(): void } } }).connection?.stream?.destroy();
-      resolve();
-    }, timeoutMs);
-    timer.unref();
-  });
-  try {
-    await Promise.race([client.end().catch(() => {}), dropped]);
-  } finally {
-    clearTimeout(timer);
-  }
+  if (await settlesWithin(client.end().catch(() => {}), timeoutMs)) return;
+  (client as unknown as { connection?: { stream?: { destroy(): void } } }).connection?.stream?.destroy();
 }
