@@ -1,5 +1,4 @@
 import type pg from "pg";
-import { settlesWithin } from "../settles-within.ts";
 
 /**
  * Ends a dedicated pg connection, politely if the server answers in time, else by dropping its
@@ -7,6 +6,17 @@ import { settlesWithin } from "../settles-within.ts";
  * network gone): the session ends either way, which is what releases its locks and LISTENs.
  */
 export async function endClient(client: pg.Client, timeoutMs = 2000): Promise<void> {
-  if (await settlesWithin(client.end().catch(() => {}), timeoutMs)) return;
-  (client as unknown as { connection?: { stream?: { destroy(): void } } }).connection?.stream?.destroy();
+  let timer: NodeJS.Timeout | undefined;
+  const dropped = new Promise<void>((resolve) => {
+    timer = setTimeout(() => {
+      (client as unknown as { connection?: { stream?: { destroy(): void } } }).connection?.stream?.destroy();
+      resolve();
+    }, timeoutMs);
+    timer.unref();
+  });
+  try {
+    await Promise.race([client.end().catch(() => {}), dropped]);
+  } finally {
+    clearTimeout(timer);
+  }
 }

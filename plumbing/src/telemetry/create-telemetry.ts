@@ -17,7 +17,6 @@ import {
   type Sampler,
   type SpanExporter,
 } from "@opentelemetry/sdk-trace";
-import { settlesWithin } from "../settles-within.ts";
 import { instrumentPostgres } from "./instrument-postgres.ts";
 import { parseKeyValues, tracesExport, type TelemetryConfig } from "./telemetry-config.ts";
 
@@ -99,7 +98,10 @@ export function createTelemetry(options: TelemetryOptions): Telemetry {
     meter: meterProvider?.getMeter(name) ?? createNoopMeter(),
     prometheus,
     async shutdown(timeoutMs = 3000) {
-      await settlesWithin(Promise.allSettled([tracerProvider?.shutdown(), meterProvider?.shutdown()]), timeoutMs);
+      const done = Promise.allSettled([tracerProvider?.shutdown(), meterProvider?.shutdown()]);
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([done, new Promise((resolve) => (timer = setTimeout(resolve, timeoutMs)))]);
+      clearTimeout(timer);
     },
   };
 }

@@ -108,10 +108,8 @@ export function createAttemptStore(orm: Orm, pool: PgPool) {
       };
     },
 
-    /**
-     * Gives the attempt's lease to a new stream: a higher epoch fences every older stream off. The
-     * holder recorded is the agent's instance id ("" when it sends none).
-     */
+    /** Gives the attempt's lease to a new stream: a higher epoch fences every older stream off. */
+    /** Takes the attempt's lease for a new stream, recording its holder: the agent's instance id ("" when it sends none). */
     async takeLease(record: AttemptRecord, leaseMs: number, holder: string): Promise<{ epoch: bigint; ackedSequence: bigint }> {
       return sql.transaction(async (trx) => {
         const leased = await sql.one<{ lease_epoch: string }>(

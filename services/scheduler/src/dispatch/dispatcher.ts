@@ -2,7 +2,6 @@ import { context, SpanKind, type Tracer } from "@opentelemetry/api";
 import { mintCredential } from "@corral/plumbing/credentials.ts";
 import type { Sql } from "@corral/plumbing/db/sql.ts";
 import type { Logger } from "@corral/plumbing/logger.ts";
-import { settlesWithin } from "@corral/plumbing/settles-within.ts";
 import { contextFromTraceContext, inSpan, runAttributes, traceContextOf } from "@corral/plumbing/telemetry/trace-context.ts";
 import type { SchedulerMetrics } from "../telemetry/scheduler-metrics.ts";
 import { durationJsonMs } from "../runs/duration-json.ts";
@@ -246,9 +245,13 @@ export function createDispatcher(options: DispatcherOptions) {
      */
     async close(timeoutMs = 30_000): Promise<void> {
       closed = true;
+      if (!running) return;
+      let timer: NodeJS.Timeout | undefined;
+      const gaveUp = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(true), timeoutMs)));
       // A launch stuck in its runtime's API must not hold the shutdown for ever; the reconciler of
       // the next scheduler handles what it leaves (a sandbox with no handle times out).
-      if (running && !(await settlesWithin(running, timeoutMs))) logger.warn({ timeoutMs }, "stopping with launches still under way");
+      if (await Promise.race([running.then(() => false), gaveUp])) logger.warn({ timeoutMs }, "stopping with launches still under way");
+      clearTimeout(timer);
     },
   };
 }

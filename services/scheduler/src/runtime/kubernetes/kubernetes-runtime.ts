@@ -1,6 +1,5 @@
 import { BatchV1Api, CoreV1Api, type KubeConfig, type V1Job, type V1Pod } from "@kubernetes/client-node";
 import type { Logger } from "@corral/plumbing/logger.ts";
-import { settlesWithin } from "@corral/plumbing/settles-within.ts";
 import type { CleanupStep, FactListener, LaunchRequest, Observation, RuntimeBackend, RuntimeHandle } from "../runtime-backend.ts";
 import { isAlreadyExists, isNotFound, kubeErrorMessage } from "./kube-errors.ts";
 import { preflightKubernetes } from "./preflight-kubernetes.ts";
@@ -103,7 +102,13 @@ export function createKubernetesRuntime(options: KubernetesRuntimeOptions): Runt
   }
 
   async function synced(c: Clients): Promise<boolean> {
-    return settlesWithin(Promise.all([c.jobs.synced, c.pods.synced]), options.syncTimeoutMs ?? 10_000);
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), options.syncTimeoutMs ?? 10_000)));
+    try {
+      return await Promise.race([Promise.all([c.jobs.synced, c.pods.synced]).then(() => true), timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   async function deleteJob(c: Clients, name: string, gracePeriodSeconds?: number): Promise<boolean> {
